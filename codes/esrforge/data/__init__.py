@@ -1,0 +1,1 @@
+"""Image data: reading and writing images, MATLAB-exact resizing, datasets."""

@@ -1,0 +1,28 @@
+"""Logging set-up shared by the command-line programs."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+LOGGER_NAME = "esrforge"
+_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+
+
+def setup_logging(log_file: Path | None = None, verbose: bool = False) -> logging.Logger:
+    """Log to stderr (and to ``log_file`` when given); returns the package logger."""
+    logger = logging.getLogger(LOGGER_NAME)
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    if not any(getattr(h, "_esrforge_console", False) for h in logger.handlers):
+        console = logging.StreamHandler(sys.stderr)
+        console.setFormatter(logging.Formatter("%(levelname)s %(message)s" if not verbose else _FORMAT))
+        console._esrforge_console = True  # type: ignore[attr-defined]
+        logger.addHandler(console)
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(log_file, encoding="utf-8")
+        handler.setFormatter(logging.Formatter(_FORMAT))
+        logger.addHandler(handler)
+    logger.propagate = False
+    return logger

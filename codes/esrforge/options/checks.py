@@ -1,0 +1,71 @@
+"""Checks that span sections of a config (each field's own checks live in its dataclass)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .errors import OptionError, OptionValueError
+
+if TYPE_CHECKING:
+    from .schema import Config
+
+GAN_TYPES = ("gan",)
+DISCRIMINATOR_LOSS_TYPES = ("gradient_penalty",)
+
+
+def _losses_of(config: Config, kinds: tuple[str, ...]) -> list[int]:
+    losses = config.train.losses if config.train is not None else []
+    return [i for i, loss in enumerate(losses) if loss.type in kinds]
+
+
+def check_config(config: Config) -> None:
+    """Raise :class:`OptionError` for settings that contradict each other across sections."""
+    generator = config.networks.generator
+    g_scale = getattr(generator, "scale", config.scale)
+    if g_scale != config.scale:
+        raise OptionError(
+            "networks.generator.scale", f"expected the top-level scale {config.scale}, got {g_scale}"
+        )
+    train_data = config.datasets.train
+    if train_data is not None and train_data.target_size % config.scale:
+        raise OptionError(
+            "datasets.train.target_size",
+            f"expected a multiple of the scale {config.scale}, got {train_data.target_size}",
+        )
+    if config.train is None:
+        return
+    gans = _losses_of(config, GAN_TYPES)
+    if len(gans) > 1:
+        raise OptionError(
+            f"train.losses[{gans[1]}]", "only one gan loss is allowed (it drives the discriminator)"
+        )
+    for i in gans + _losses_of(config, DISCRIMINATOR_LOSS_TYPES):
+        if config.networks.discriminator is None:
+            kind = config.train.losses[i].type
+            raise OptionError(f"train.losses[{i}]", f"a {kind} loss needs networks.discriminator")
+    for i in _losses_of(config, DISCRIMINATOR_LOSS_TYPES):
+        if not gans:
+            raise OptionError(
+                f"train.losses[{i}]", "a discriminator-side loss needs a gan loss in train.losses"
+            )
+    _check_patch_geometry(config)
+
+
+def _check_patch_geometry(config: Config) -> None:
+    """The translational loss must fit the training tile, and D must see the size G produces."""
+    train_data = config.datasets.train
+    if train_data is None or config.train is None:
+        return
+    patch, patch_key = train_data.target_size, "datasets.train.target_size"
+    for i in _losses_of(config, ("translational",)):
+        loss = config.train.losses[i]
+        try:
+            loss.check_geometry(config.scale, train_data.target_size)  # type: ignore[attr-defined]
+        except OptionValueError as err:
+            raise err.at(f"train.losses[{i}]") from None
+        patch, patch_key = loss.patch_size, f"train.losses[{i}].patch_size"  # type: ignore[attr-defined]
+    size = getattr(config.networks.discriminator, "image_size", None)
+    if size is not None and size != patch:
+        raise OptionError(
+            "networks.discriminator.image_size", f"expected {patch} to match {patch_key}, got {size}"
+        )

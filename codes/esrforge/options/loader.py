@@ -1,0 +1,106 @@
+"""Load a config file, apply ``--set key=value`` overrides, and check it against the schema."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..networks.base import NETWORKS
+from .checks import check_config
+from .convert import Resolver, convert
+from .errors import OptionError
+from .schema import Config
+from .yaml_io import parse_yaml, read_yaml
+
+_INDEX = re.compile(r"\[(\d+)\]")
+
+
+def split_key(key: str) -> list[str | int]:
+    """``train.losses[0].weight`` (or ``train.losses.0.weight``) -> ``['train', 'losses', 0, 'weight']``."""
+    parts: list[str | int] = []
+    for part in _INDEX.sub(r".\1", key).split("."):
+        if not part:
+            raise OptionError(key, "malformed key in --set (empty part)")
+        parts.append(int(part) if part.isdigit() else part)
+    return parts
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> str:
+    """Apply one ``key=value`` (value in YAML syntax) to the raw config; return the key."""
+    key, sep, text = assignment.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise OptionError("", f"--set expects key=value, got {assignment!r}")
+    value = parse_yaml(text, f"--set {key}")
+    parts = split_key(key)
+    node: Any = data
+    for depth, part in enumerate(parts[:-1]):
+        here = ".".join(str(p) for p in parts[: depth + 1])
+        if isinstance(part, int):
+            if not isinstance(node, list) or part >= len(node):
+                raise OptionError(here, "no such list item to override")
+            node = node[part]
+        else:
+            if not isinstance(node, dict):
+                raise OptionError(here, "cannot set a key inside a value that is not a mapping")
+            if node.get(part) is None:
+                node[part] = [] if isinstance(parts[depth + 1], int) else {}
+            node = node[part]
+    last = parts[-1]
+    if isinstance(last, int):
+        if not isinstance(node, list) or last > len(node):
+            raise OptionError(key, "no such list item to override")
+        if last == len(node):
+            node.append(value)
+        else:
+            node[last] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise OptionError(key, "cannot set a key inside a value that is not a mapping")
+    return key
+
+
+def _inherit_scale(data: dict[str, Any]) -> None:
+    """``networks.generator.scale`` defaults to the top-level ``scale``."""
+    networks = data.get("networks")
+    generator = networks.get("generator") if isinstance(networks, dict) else None
+    if not isinstance(generator, dict) or "scale" in generator or not isinstance(data.get("scale"), int):
+        return
+    kind = generator.get("type")
+    if (
+        isinstance(kind, str)
+        and kind in NETWORKS
+        and "scale" in NETWORKS.get(kind).options.__dataclass_fields__
+    ):
+        generator["scale"] = data["scale"]
+
+
+def load_config_data(
+    data: dict[str, Any], source: str, base_dir: Path, overrides: Sequence[str] = (), check_paths: bool = True
+) -> Config:
+    """Check raw config ``data`` (read from ``source``) and return the typed :class:`Config`."""
+    overridden: list[str] = []
+    try:
+        for assignment in overrides:
+            overridden.append(apply_override(data, assignment))
+        _inherit_scale(data)
+        config = convert(Config, data, "", Resolver(base_dir=base_dir, check_paths=check_paths))
+        check_config(config)
+    except OptionError as err:
+        if any(err.key == k or err.key.startswith((f"{k}.", f"{k}[")) for k in overridden):
+            err.message += " (set with --set)"
+        err.source = err.source or source
+        raise
+    return config
+
+
+def load_config(path: Path | str, overrides: Sequence[str] = (), check_paths: bool = True) -> Config:
+    """Read the YAML file at ``path``, apply ``overrides`` and return the checked :class:`Config`.
+
+    Relative paths in the file and in the overrides resolve against the file's folder.
+    """
+    path = Path(path)
+    return load_config_data(read_yaml(path), str(path), path.resolve().parent, overrides, check_paths)

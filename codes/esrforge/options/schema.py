@@ -1,0 +1,181 @@
+"""The schema of a training config: one frozen dataclass per section.
+
+Field names follow DLAS and BasicSR (``name``, ``scale``, ``datasets.train``, ``networks.generator``,
+``path.resume_state``, ``train.niter``, ``logger.print_freq``, ...). Relative paths are resolved against
+the folder that holds the config file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from ..data.base import TrainDatasetOptions, ValDatasetOptions
+from ..losses.base import LossOptions
+from ..networks.base import NetworkOptions
+from .fields import InputPath, option, require
+
+SCALES = (1, 2, 4, 8)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatasetsSection:
+    """The data a run reads."""
+
+    train: TrainDatasetOptions | None = option(None, doc="training patches; required by train.py")
+    val: ValDatasetOptions | None = option(None, doc="validation images; null: no validation")
+
+
+@dataclass(frozen=True, kw_only=True)
+class NetworksSection:
+    """The networks, each selected by ``type``."""
+
+    generator: NetworkOptions = option(doc="the super-resolution network, e.g. type: RRDBNet")
+    discriminator: NetworkOptions | None = option(
+        None, doc="the GAN discriminator, e.g. type: VGGDiscriminatorGN; needed by gan losses"
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class PathSection:
+    """Where weights come from and where the run writes."""
+
+    experiments_root: Path = option(
+        Path("../experiments"), doc="folder that holds experiments/<name>/ (relative to the config file)"
+    )
+    pretrain_model_generator: InputPath | None = option(
+        None, doc="generator weights to start from (any RRDB layout: ours, BasicSR, ESRGAN, model.N)"
+    )
+    pretrain_model_discriminator: InputPath | None = option(None, doc="discriminator weights to start from")
+    strict_load: bool = option(True, doc="refuse pretrained weights with missing or unexpected keys")
+    resume_state: Literal["auto"] | InputPath | None = option(
+        None, doc="a training_state/<step>.state to resume from; auto: the newest complete one, if any"
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainSection:
+    """Optimisation: schedule, optimisers and losses."""
+
+    niter: int = option(doc="total number of training steps")
+    val_freq: int = option(2000, doc="validate every N steps; 0: never")
+    manual_seed: int = option(0, doc="seed of every random number generator")
+    lr_G: float = option(2e-4, doc="generator learning rate (Adam)")
+    lr_D: float = option(2e-4, doc="discriminator learning rate (Adam)")
+    betas_G: tuple[float, float] = option((0.9, 0.99), doc="generator Adam betas")
+    betas_D: tuple[float, float] = option((0.9, 0.99), doc="discriminator Adam betas")
+    weight_decay_G: float = option(0.0, doc="generator weight decay")
+    weight_decay_D: float = option(0.0, doc="discriminator weight decay")
+    lr_scheme: Literal["MultiStepLR", "CosineAnnealingRestartLR"] = option(
+        "MultiStepLR", doc="learning-rate schedule applied to both optimisers"
+    )
+    lr_steps: list[int] = option(
+        factory=list, doc="MultiStepLR: steps at which the rate is multiplied by lr_gamma"
+    )
+    lr_gamma: float = option(0.5, doc="MultiStepLR: factor applied at each of lr_steps")
+    restart_periods: list[int] = option(
+        factory=list, doc="CosineAnnealingRestartLR: length of each cosine cycle in steps"
+    )
+    restart_weights: list[float] = option(
+        factory=list, doc="CosineAnnealingRestartLR: learning-rate multiplier at the start of each cycle"
+    )
+    eta_min: float = option(1e-7, doc="CosineAnnealingRestartLR: lowest learning rate")
+    warmup_iter: int = option(0, doc="linear learning-rate warm-up over the first N steps; 0: none")
+    grad_clip: float | None = option(None, doc="clip each network's gradient norm to this value; null: off")
+    ema_decay: float = option(
+        0.0, doc="decay of the generator's exponential moving average; 0: off (e.g. 0.999)"
+    )
+    step_order: tuple[Literal["discriminator", "generator"], ...] = option(
+        ("discriminator", "generator"), doc="order of the optimiser steps within one iteration"
+    )
+    max_nonfinite_steps: int = option(
+        5, doc="stop after this many consecutive steps with a non-finite loss (each one is skipped)"
+    )
+    losses: list[LossOptions] = option(doc="the losses, each with type, weight, after and optional before")
+
+    def __post_init__(self) -> None:
+        require(self.niter > 0, "niter", "a positive number of steps", self.niter)
+        require(self.val_freq >= 0, "val_freq", "0 or a positive number of steps", self.val_freq)
+        require(self.lr_G > 0, "lr_G", "a positive learning rate", self.lr_G)
+        require(self.lr_D > 0, "lr_D", "a positive learning rate", self.lr_D)
+        require(
+            self.lr_steps == sorted(self.lr_steps), "lr_steps", "steps in increasing order", self.lr_steps
+        )
+        require(0 < self.lr_gamma <= 1, "lr_gamma", "a factor in (0, 1]", self.lr_gamma)
+        require(self.warmup_iter >= 0, "warmup_iter", "0 or more steps", self.warmup_iter)
+        require(0 <= self.ema_decay < 1, "ema_decay", "a decay in [0, 1)", self.ema_decay)
+        require(
+            self.max_nonfinite_steps > 0, "max_nonfinite_steps", "a positive count", self.max_nonfinite_steps
+        )
+        require(len(self.losses) > 0, "losses", "at least one loss", self.losses)
+        require(
+            sorted(self.step_order) == ["discriminator", "generator"],
+            "step_order",
+            "discriminator and generator, each once",
+            list(self.step_order),
+        )
+        if self.lr_scheme == "CosineAnnealingRestartLR":
+            require(
+                len(self.restart_periods) > 0, "restart_periods", "at least one period", self.restart_periods
+            )
+            require(
+                len(self.restart_weights) in (0, len(self.restart_periods)),
+                "restart_weights",
+                f"one weight per period ({len(self.restart_periods)})",
+                self.restart_weights,
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoggerSection:
+    """What a run reports and how often it saves."""
+
+    print_freq: int = option(100, doc="write a line to the log file every N steps")
+    save_checkpoint_freq: int = option(5000, doc="save weights and training state every N steps")
+    use_tb_logger: bool = option(True, doc="write TensorBoard events to experiments/<name>/tb_logger/")
+    keep_last: int | None = option(None, doc="keep only the newest N checkpoints; null: keep all")
+
+    def __post_init__(self) -> None:
+        require(self.print_freq > 0, "print_freq", "a positive number of steps", self.print_freq)
+        require(
+            self.save_checkpoint_freq > 0,
+            "save_checkpoint_freq",
+            "a positive number of steps",
+            self.save_checkpoint_freq,
+        )
+        if self.keep_last is not None:
+            require(self.keep_last > 0, "keep_last", "a positive count or null", self.keep_last)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    """A whole config file."""
+
+    name: str = option(doc="experiment name; the run writes to experiments/<name>/")
+    scale: int = option(4, doc="upscaling factor: 1, 2, 4 or 8")
+    gpu_ids: list[int] = option(factory=lambda: [0], doc="CUDA devices to use; []: the CPU")
+    fp16: bool = option(False, doc="CUDA mixed precision with float16 autocast and a gradient scaler")
+    bf16: bool = option(False, doc="CUDA mixed precision with bfloat16 autocast")
+    channels_last: bool = option(True, doc="run convolutions in channels_last memory format")
+    datasets: DatasetsSection = option(factory=DatasetsSection, doc="training and validation data")
+    networks: NetworksSection = option(doc="generator and discriminator")
+    path: PathSection = option(factory=PathSection, doc="input weights, resume state and output folder")
+    train: TrainSection | None = option(None, doc="optimisation settings; required by train.py")
+    logger: LoggerSection = option(factory=LoggerSection, doc="logging and checkpoint frequency")
+
+    def __post_init__(self) -> None:
+        require(
+            bool(self.name) and "/" not in self.name and self.name not in (".", ".."),
+            "name",
+            "a folder name without '/'",
+            self.name,
+        )
+        require(self.scale in SCALES, "scale", "one of 1, 2, 4, 8", self.scale)
+        require(all(i >= 0 for i in self.gpu_ids), "gpu_ids", "device indices >= 0", self.gpu_ids)
+        require(not (self.fp16 and self.bf16), "bf16", "fp16 and bf16 not both true", self.bf16)
+
+    @property
+    def experiment_dir(self) -> Path:
+        """``experiments_root/<name>``."""
+        return self.path.experiments_root / self.name
