@@ -30,9 +30,7 @@ class PaddedConvUp(nn.Module):
 
 
 def make_loss(offsets, **kwargs) -> TranslationalLoss:
-    opts = TranslationalOptions(
-        type="translational", patch_size=PATCH, tile_size=TILE, offsets=offsets, **kwargs
-    )
+    opts = TranslationalOptions(type="translational", patch_size=PATCH, offsets=offsets, **kwargs)
     opts.check_geometry(SCALE, TILE)
     return TranslationalLoss(opts)
 
@@ -97,20 +95,22 @@ def test_main_patch_positions_vary_in_random_mode():
 
 def test_tile_shape_mismatch():
     loss = make_loss("corners")
-    with pytest.raises(ValueError, match="LR tile"):
-        loss.sample_main_patch(torch.rand(1, 3, 9, 9), torch.rand(1, 3, 18, 18), SCALE)
+    with pytest.raises(ValueError, match="HR tile"):
+        loss.sample_main_patch(
+            torch.rand(1, 3, TILE // SCALE, TILE // SCALE), torch.rand(1, 3, 18, 18), SCALE
+        )
+    with pytest.raises(ValueError, match="square"):
+        loss.sample_main_patch(torch.rand(1, 3, 9, 10), torch.rand(1, 3, 18, 20), SCALE)
 
 
 def opts(**kwargs) -> TranslationalOptions:
-    return TranslationalOptions(type="translational", **{"patch_size": 96, "tile_size": 128, **kwargs})
+    return TranslationalOptions(type="translational", **{"patch_size": 96, **kwargs})
 
 
 @pytest.mark.parametrize(
     ("kwargs", "key"),
     [
-        ({"patch_size": 130}, "patch_size"),
-        ({"patch_size": 128}, "patch_size"),
-        ({"patch_size": 64}, "patch_size"),  # corners need 2·patch > tile
+        ({"patch_size": 0}, "patch_size"),
         ({"min_overlap": 97}, "min_overlap"),
         ({"min_overlap": 0}, "min_overlap"),
     ],
@@ -124,9 +124,10 @@ def test_options_reject(kwargs, key):
 @pytest.mark.parametrize(
     ("kwargs", "scale", "tile", "key"),
     [
-        ({"patch_size": 90}, 4, 128, "patch_size"),
-        ({"tile_size": 130, "patch_size": 96}, 4, 130, "tile_size"),
-        ({}, 4, 256, "tile_size"),
+        ({"patch_size": 90}, 4, 128, "patch_size"),  # not a multiple of the scale
+        ({"patch_size": 128}, 4, 128, "patch_size"),  # as large as the tile
+        ({"patch_size": 132}, 4, 128, "patch_size"),
+        ({}, 4, 256, "patch_size"),  # corners need 2·patch > tile
         ({"offsets": "random", "min_overlap": 94}, 4, 128, "min_overlap"),
     ],
 )

@@ -24,5 +24,4 @@ def setup_logging(log_file: Path | None = None, verbose: bool = False) -> loggin
         handler = logging.FileHandler(log_file, encoding="utf-8")
         handler.setFormatter(logging.Formatter(_FORMAT))
         logger.addHandler(handler)
-    logger.propagate = False
     return logger

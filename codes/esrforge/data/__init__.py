@@ -1,1 +1,3 @@
-"""Image data: reading and writing images, MATLAB-exact resizing, datasets."""
+"""Image data: reading and writing images, MATLAB-exact resizing, chunking, datasets and loaders."""
+
+from . import datasets as datasets  # registers the dataset types

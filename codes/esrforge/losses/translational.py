@@ -37,7 +37,6 @@ class TranslationalOptions(LossOptions):
     """Options of the ``translational`` loss; sizes are HR pixels."""
 
     patch_size: int = option(96, doc="HR size of each patch the generator sees (LR size: patch_size / scale)")
-    tile_size: int = option(128, doc="HR size of the tile both patches come from; must equal the dataset's")
     offsets: Literal["corners", "random"] = option(
         "corners",
         doc="corners: DLAS's tile corners, compared on the central square; random: any LR-grid shift",
@@ -50,19 +49,6 @@ class TranslationalOptions(LossOptions):
     def __post_init__(self) -> None:
         super().__post_init__()
         require(self.patch_size > 0, "patch_size", "a size > 0", self.patch_size)
-        require(
-            self.patch_size < self.tile_size,
-            "patch_size",
-            f"a size < tile_size ({self.tile_size})",
-            self.patch_size,
-        )
-        if self.offsets == "corners":
-            require(
-                2 * self.patch_size > self.tile_size,
-                "patch_size",
-                f"a size > tile_size / 2 ({self.tile_size / 2:g}) so the corner patches overlap",
-                self.patch_size,
-            )
         if self.min_overlap is not None:
             require(
                 0 < self.min_overlap < self.patch_size,
@@ -77,15 +63,27 @@ class TranslationalOptions(LossOptions):
         return self.patch_size // 2 if self.min_overlap is None else self.min_overlap
 
     def check_geometry(self, scale: int, tile_size: int) -> None:
-        """Check the sizes against the model's ``scale`` and the dataset's HR ``tile_size``."""
+        """Check the sizes against the model's ``scale`` and the HR ``tile_size`` the patches come from.
+
+        The tile is the training dataset's ``target_size``; the config loader calls this.
+        """
         require(
-            self.tile_size == tile_size, "tile_size", f"the dataset's HR size {tile_size}", self.tile_size
+            self.patch_size < tile_size,
+            "patch_size",
+            f"a size < the HR tile size {tile_size}",
+            self.patch_size,
         )
-        require(self.tile_size % scale == 0, "tile_size", f"a multiple of the scale {scale}", self.tile_size)
         require(
             self.patch_size % scale == 0, "patch_size", f"a multiple of the scale {scale}", self.patch_size
         )
-        if self.offsets == "random":
+        if self.offsets == "corners":
+            require(
+                2 * self.patch_size > tile_size,
+                "patch_size",
+                f"a size > half the HR tile ({tile_size / 2:g}) so the corner patches overlap",
+                self.patch_size,
+            )
+        else:
             require(
                 self.overlap <= self.patch_size - scale,
                 "min_overlap",
@@ -111,7 +109,7 @@ def pick(candidates: list[Box]) -> Box:
     """One of ``candidates``, uniformly, with torch's RNG."""
     if not candidates:
         raise ValueError(
-            "translational loss: no second patch fits; check patch_size, tile_size and min_overlap"
+            "translational loss: no second patch fits; check patch_size, the tile size and min_overlap"
         )
     return candidates[int(torch.randint(len(candidates), ()).item())]
 
@@ -161,14 +159,12 @@ class TranslationalLoss(Loss[TranslationalOptions]):
         )
 
     def _sizes(self, lq_tile: Tensor, scale: int) -> tuple[int, int]:
-        """LR tile and patch sizes; the LR tile must be ``tile_size / scale`` square."""
-        tile, size = self.options.tile_size // scale, self.options.patch_size // scale
-        if lq_tile.shape[-2:] != (tile, tile):
-            raise ValueError(
-                f"translational loss: LR tile is {tuple(lq_tile.shape[-2:])}, expected {tile}x{tile} "
-                f"(tile_size {self.options.tile_size} / scale {scale})"
-            )
-        return tile, size
+        """LR tile and patch sizes; the LR tile must be square and fit the geometry."""
+        height, width = lq_tile.shape[-2:]
+        if height != width:
+            raise ValueError(f"translational loss: LR tile is {height}x{width}, expected a square tile")
+        self.options.check_geometry(scale, height * scale)
+        return height, self.options.patch_size // scale
 
     @staticmethod
     def _corners(tile: int, size: int) -> list[Box]:

@@ -1,0 +1,1 @@
+"""Command-line programs; the scripts in ``codes/`` are thin wrappers around these."""

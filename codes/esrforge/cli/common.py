@@ -1,0 +1,43 @@
+"""What every command-line program shares: user errors become one line and exit code 2."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+
+from ..logs import LOGGER_NAME, setup_logging
+from ..options.errors import OptionError
+
+USER_ERRORS: tuple[type[BaseException], ...] = (OptionError, OSError, ValueError)
+"""Problems with a user's input: config, files, images, checkpoints."""
+
+EXIT_USAGE = 2
+
+
+def run_program(main: Callable[[], int | None]) -> int:
+    """Run ``main``; report a user error in one line (a traceback with ESRFORGE_DEBUG=1) and return 2."""
+    setup_logging()
+    try:
+        return main() or 0
+    except USER_ERRORS as err:
+        if os.environ.get("ESRFORGE_DEBUG"):
+            raise
+        logging.getLogger(LOGGER_NAME).error("%s", _one_line(err))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        logging.getLogger(LOGGER_NAME).error("interrupted")
+        return 130
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    if isinstance(err, OSError) and err.filename is not None and str(err.filename) not in text:
+        text = f"{err.filename}: {text}"
+    return text or type(err).__name__
+
+
+def exit_with(main: Callable[[], int | None]) -> None:
+    """``sys.exit(run_program(main))``: the body of an entry script."""
+    sys.exit(run_program(main))

@@ -1,0 +1,104 @@
+"""``python codes/train.py -opt options/<config>.yml [--set key=value ...] [--dry-run]``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence, Sized
+from typing import cast
+
+from ..data.base import build_dataset
+from ..losses import build_loss
+from ..options.errors import OptionError
+from ..options.loader import load_config
+from ..options.schema import Config
+from ..training.build import build_discriminator, build_generator, count_parameters
+from ..training.experiment import ExperimentDirs, resume_path
+from ..training.schedule import phases
+from .common import exit_with
+
+log = logging.getLogger("esrforge")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Train an ESRGAN generator (and discriminator) from a YAML config."
+    )
+    parser.add_argument("-opt", "--opt", required=True, help="the YAML config file")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override config values, e.g. --set train.lr_G=1e-4 networks.generator.nb=6",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check the config, build everything it describes, print a summary",
+    )
+    parser.add_argument(
+        "--archive", action="store_true", help="move an existing experiment folder aside instead of refusing"
+    )
+    return parser.parse_args(argv)
+
+
+def summarise(config: Config) -> None:
+    """Build the networks, losses and datasets of ``config`` and log what they are."""
+    if config.train is None:
+        raise OptionError("train", "missing required section for train.py")
+    if config.datasets.train is None:
+        raise OptionError("datasets.train", "missing required section for train.py")
+    log.info("experiment %s -> %s", config.name, config.experiment_dir)
+    resume = resume_path(config)
+    if resume is not None:
+        log.info("would resume from %s", resume)
+    elif ExperimentDirs(config.experiment_dir).root.exists():
+        log.info(
+            "the experiment folder exists: a run would refuse it (use --archive or path.resume_state: auto)"
+        )
+    generator = build_generator(config)
+    log.info(
+        "generator %s: %s parameters", config.networks.generator.type, f"{count_parameters(generator):,}"
+    )
+    discriminator = build_discriminator(config)
+    if discriminator is not None and config.networks.discriminator is not None:
+        log.info(
+            "discriminator %s: %s parameters",
+            config.networks.discriminator.type,
+            f"{count_parameters(discriminator):,}",
+        )
+    for i, loss in enumerate(config.train.losses):
+        build_loss(loss)
+        window = f"steps {loss.after}-{loss.before - 1}" if loss.before else f"from step {loss.after}"
+        log.info("loss %d: %s, weight %g, %s", i, loss.type, loss.weight, window)
+    for phase in phases(config.train.losses, config.train.niter):
+        names = ", ".join(config.train.losses[i].type for i in phase.active) or "none"
+        log.info("steps %d-%d: %s", phase.start, phase.end - 1, names)
+    for split, data in (("train", config.datasets.train), ("val", config.datasets.val)):
+        if data is not None:
+            dataset = build_dataset(data, config.scale)
+            log.info(
+                "dataset %s (%s): %d images from %s",
+                split,
+                data.type,
+                len(cast(Sized, dataset)),
+                data.dataroot,
+            )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    config = load_config(args.opt, args.overrides)
+    summarise(config)
+    if args.dry_run:
+        log.info("dry run: the config is valid and everything it describes was built")
+        return 0
+    raise OptionError("", "the training loop is not available yet; run with --dry-run to check a config")
+
+
+def run() -> None:
+    """Console-script entry point."""
+    exit_with(main)

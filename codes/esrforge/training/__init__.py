@@ -1,0 +1,1 @@
+"""Training: building what a config describes, the experiment folder, and the training loop."""

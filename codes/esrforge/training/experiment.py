@@ -1,0 +1,80 @@
+"""The experiment folder ``experiments/<name>/`` and what it holds."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..options.convert import to_data
+from ..options.errors import OptionError
+from ..options.schema import Config
+from ..options.yaml_io import dump_yaml
+
+STATE_SUFFIX = ".state"
+
+
+@dataclass(frozen=True)
+class ExperimentDirs:
+    """The folders and files of one experiment."""
+
+    root: Path
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def training_state(self) -> Path:
+        return self.root / "training_state"
+
+    @property
+    def val_images(self) -> Path:
+        return self.root / "val_images"
+
+    @property
+    def tb_logger(self) -> Path:
+        return self.root / "tb_logger"
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / "train.log"
+
+    def newest_state(self) -> Path | None:
+        """The training state with the highest step, or None (temporary files are ignored)."""
+        states = [p for p in self.training_state.glob(f"*{STATE_SUFFIX}") if p.stem.isdigit()]
+        return max(states, key=lambda p: int(p.stem), default=None)
+
+
+def _timestamp() -> str:
+    return time.strftime("%Y%m%d-%H%M%S")
+
+
+def resume_path(config: Config) -> Path | None:
+    """The state file to resume from: ``path.resume_state``, or the newest one when it is ``auto``."""
+    wanted = config.path.resume_state
+    if wanted == "auto":
+        return ExperimentDirs(config.experiment_dir).newest_state()
+    return wanted
+
+
+def prepare_experiment(config: Config, resuming: bool, archive: bool = False) -> ExperimentDirs:
+    """Create ``experiments/<name>/`` with its sub-folders and a frozen copy of the resolved config.
+
+    An existing folder is reused only when resuming; with ``archive`` it is renamed to
+    ``<name>_archived_<time>`` first; otherwise it is an error, never an overwrite.
+    """
+    dirs = ExperimentDirs(config.experiment_dir)
+    if dirs.root.exists() and any(dirs.root.iterdir()) and not resuming:
+        if not archive:
+            raise OptionError(
+                "name",
+                f"experiment folder {dirs.root} already exists; set path.resume_state: auto to continue it, "
+                "choose another name, or pass --archive to move the old one aside",
+            )
+        archived = dirs.root.with_name(f"{dirs.root.name}_archived_{_timestamp()}")
+        dirs.root.rename(archived)
+    for folder in (dirs.models, dirs.training_state, dirs.val_images, dirs.tb_logger):
+        folder.mkdir(parents=True, exist_ok=True)
+    dump_yaml(to_data(config), dirs.root / f"config_{_timestamp()}.yml")
+    return dirs

@@ -1,0 +1,136 @@
+"""train.py as a user runs it: --dry-run, one-line errors with exit code 2, the experiment folder."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from esrforge.cli.common import run_program
+from esrforge.cli.train import main
+from esrforge.data.imageio import write_image
+from esrforge.options.errors import OptionError
+from esrforge.options.loader import load_config
+from esrforge.training.experiment import prepare_experiment, resume_path
+from esrforge.training.schedule import phases
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    """A tiny valid GAN config with two 48x48 training images."""
+    data = tmp_path / "data"
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        write_image(data / f"img{i}.png", rng.integers(0, 256, (48, 48, 3), dtype=np.uint8))
+    raw = {
+        "name": "tiny",
+        "gpu_ids": [],
+        "datasets": {
+            "train": {"type": "HRPatchDataset", "dataroot": "data", "target_size": 32, "batch_size": 2},
+            "val": {"type": "FullImageDataset", "dataroot": "data"},
+        },
+        "networks": {
+            "generator": {"type": "RRDBNet", "nf": 8, "nb": 1, "gc": 4},
+            "discriminator": {"type": "VGGDiscriminatorGN", "nf": 8, "image_size": 32},
+        },
+        "path": {"experiments_root": "experiments"},
+        "train": {
+            "niter": 10,
+            "losses": [
+                {"type": "pixel", "weight": 0.05},
+                {"type": "perceptual", "pretrained": False, "after": 5},
+                {"type": "gan", "weight": 0.02, "after": 5},
+                {"type": "gradient_penalty", "after": 5},
+            ],
+        },
+    }
+    path = tmp_path / "tiny.yml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_dry_run_builds_and_summarises(config_file, caplog):
+    caplog.set_level("INFO", logger="esrforge")
+    assert run_program(lambda: main(["-opt", str(config_file), "--dry-run"])) == 0
+    text = caplog.text
+    assert "generator RRDBNet" in text and "discriminator VGGDiscriminatorGN" in text
+    assert "steps 0-4: pixel" in text and "steps 5-9: pixel, perceptual, gan, gradient_penalty" in text
+    assert "dataset train (HRPatchDataset): 2 images" in text
+    assert not (config_file.parent / "experiments").exists()  # a dry run writes nothing
+
+
+def test_overrides_reach_the_built_networks(config_file, caplog):
+    caplog.set_level("INFO", logger="esrforge")
+    assert (
+        run_program(lambda: main(["-opt", str(config_file), "--dry-run", "--set", "networks.generator.nb=2"]))
+        == 0
+    )
+    nb1 = load_config(config_file).networks.generator
+    nb2 = load_config(config_file, ["networks.generator.nb=2"]).networks.generator
+    assert nb1.nb == 1 and nb2.nb == 2
+
+
+def run_script(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(REPO / "codes" / "train.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_bad_config_is_one_line_exit_2(config_file):
+    text = config_file.read_text().replace("nb: 1", "nbb: 1")
+    config_file.write_text(text)
+    result = run_script("-opt", str(config_file), "--dry-run")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert str(config_file) in lines[0] and "networks.generator.nbb" in lines[0] and "'nb'" in lines[0]
+
+
+def test_dry_run_script_runs_without_installation(config_file):
+    result = run_script("-opt", str(config_file), "--dry-run", "--set", "train.niter=20")
+    assert result.returncode == 0, result.stderr
+    assert "steps 5-19" in result.stderr
+
+
+def test_experiment_folder_is_never_overwritten(config_file):
+    config = load_config(config_file)
+    dirs = prepare_experiment(config, resuming=False)
+    for sub in ("models", "training_state", "val_images", "tb_logger"):
+        assert (dirs.root / sub).is_dir()
+    frozen = list(dirs.root.glob("config_*.yml"))
+    assert len(frozen) == 1 and load_config(frozen[0]) == config
+    with pytest.raises(OptionError, match="already exists"):
+        prepare_experiment(config, resuming=False)
+    prepare_experiment(config, resuming=False, archive=True)
+    assert len(list(dirs.root.parent.glob("tiny_archived_*"))) == 1
+
+
+def test_resume_auto_picks_newest_complete_state(config_file):
+    config = load_config(config_file, ["path.resume_state=auto"])
+    assert resume_path(config) is None
+    dirs = prepare_experiment(config, resuming=False)
+    for name in ("1000.state", "20000.state", "3000.state", ".30000.state.tmp"):
+        (dirs.training_state / name).write_bytes(b"")
+    assert resume_path(config) == dirs.training_state / "20000.state"
+
+
+def test_phases_of_the_recipe():
+    config = load_config(
+        REPO / "options" / "train_div2k_esrgan.yml",
+        [f"datasets.train.dataroot={REPO}", f"datasets.val.dataroot={REPO}"],
+    )
+    assert config.train is not None
+    table = phases(config.train.losses, config.train.niter)
+    assert [(p.start, p.end) for p in table] == [(0, 100000), (100000, 500000)]
+    assert table[0].active == (0,) and table[1].active == (0, 1, 2, 3, 4)
