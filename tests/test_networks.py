@@ -182,3 +182,21 @@ def test_discriminator_gn_needs_nf_multiple_of_8() -> None:
         VGGDiscriminatorGN(nf=12, image_size=32)
     assert info.value.key == "nf"
     assert VGGDiscriminatorBN(nf=12, image_size=32)(torch.rand(2, 3, 32, 32)).shape == (2, 1)
+
+
+def test_bicubic_skip_starts_near_bicubic_and_survives_a_checkpoint(tmp_path):
+    from esrforge.networks.checkpoint import load_generator
+
+    torch.manual_seed(0)
+    net = RRDBNet(nf=8, nb=1, gc=4, scale=4, bicubic_skip=True).eval()
+    x = torch.rand(1, 3, 12, 12)
+    bicubic = torch.nn.functional.interpolate(x, scale_factor=4, mode="bicubic", align_corners=False)
+    with torch.no_grad():
+        out = net(x)
+    assert out.shape == bicubic.shape
+    assert 0 < float((out - bicubic).abs().mean()) < 0.05  # the residual starts small
+    torch.save(net.state_dict(), tmp_path / "skip.pth")
+    loaded = load_generator(tmp_path / "skip.pth").eval()
+    assert loaded.options.bicubic_skip
+    with torch.no_grad():
+        assert torch.equal(loaded(x), out)

@@ -8,13 +8,16 @@ from collections.abc import Sequence, Sized
 from typing import cast
 
 from ..data.base import build_dataset
+from ..logs import setup_logging
 from ..losses import build_loss
 from ..options.errors import OptionError
 from ..options.loader import load_config
-from ..options.schema import Config
+from ..options.schema import Config, TrainSection
 from ..training.build import build_discriminator, build_generator, count_parameters
-from ..training.experiment import ExperimentDirs, resume_path
+from ..training.distributed import DistributedContext
+from ..training.experiment import ExperimentDirs, prepare_experiment, resume_path
 from ..training.schedule import phases
+from ..training.trainer import Trainer, TrainingStopped
 from .common import exit_with
 
 log = logging.getLogger("esrforge")
@@ -45,12 +48,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def summarise(config: Config) -> None:
-    """Build the networks, losses and datasets of ``config`` and log what they are."""
+def train_section(config: Config) -> TrainSection:
+    """``config.train``; train.py also needs ``datasets.train``."""
     if config.train is None:
         raise OptionError("train", "missing required section for train.py")
     if config.datasets.train is None:
         raise OptionError("datasets.train", "missing required section for train.py")
+    return config.train
+
+
+def summarise(config: Config) -> None:
+    """Build the networks, losses and datasets of ``config`` and log what they are."""
+    train = train_section(config)
     log.info("experiment %s -> %s", config.name, config.experiment_dir)
     resume = resume_path(config)
     if resume is not None:
@@ -70,12 +79,12 @@ def summarise(config: Config) -> None:
             config.networks.discriminator.type,
             f"{count_parameters(discriminator):,}",
         )
-    for i, loss in enumerate(config.train.losses):
+    for i, loss in enumerate(train.losses):
         build_loss(loss)
         window = f"steps {loss.after}-{loss.before - 1}" if loss.before else f"from step {loss.after}"
         log.info("loss %d: %s, weight %g, %s", i, loss.type, loss.weight, window)
-    for phase in phases(config.train.losses, config.train.niter):
-        names = ", ".join(config.train.losses[i].type for i in phase.active) or "none"
+    for phase in phases(train.losses, train.niter):
+        names = ", ".join(train.losses[i].type for i in phase.active) or "none"
         log.info("steps %d-%d: %s", phase.start, phase.end - 1, names)
     for split, data in (("train", config.datasets.train), ("val", config.datasets.val)):
         if data is not None:
@@ -89,14 +98,32 @@ def summarise(config: Config) -> None:
             )
 
 
+def train(config: Config, archive: bool) -> int:
+    """Train ``config`` in its experiment folder (under torchrun: one process per GPU)."""
+    with DistributedContext.from_env(config.gpu_ids) as dist:
+        resume = resume_path(config)
+        dirs = ExperimentDirs(config.experiment_dir)
+        if dist.is_main:
+            dirs = prepare_experiment(config, resuming=resume is not None, archive=archive)
+            setup_logging(dirs.log_file)
+        dist.barrier()
+        try:
+            Trainer(config, dirs, resume, dist).run()
+        except TrainingStopped as err:
+            log.error("%s", err)
+            return 1
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     config = load_config(args.opt, args.overrides)
-    summarise(config)
     if args.dry_run:
+        summarise(config)
         log.info("dry run: the config is valid and everything it describes was built")
         return 0
-    raise OptionError("", "the training loop is not available yet; run with --dry-run to check a config")
+    train_section(config)
+    return train(config, args.archive)
 
 
 def run() -> None:

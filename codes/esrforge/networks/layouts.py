@@ -125,6 +125,7 @@ def rrdb_options(state_dict: StateDict) -> RRDBNetOptions:
         gc=gc,
         scale=scale,
         pixel_unshuffle=unshuffle,
+        bicubic_skip="bicubic_skip" in state_dict,
     )
 
 

@@ -29,12 +29,19 @@ class RRDBNetOptions(NetworkOptions):
         doc="scale 1/2 only: pixel-unshuffle the input and run two x2 stages (Real-ESRGAN); "
         "false: log2(scale) x2 stages at input resolution (old ESRGAN 1x/2x models)",
     )
+    bicubic_skip: bool = option(
+        False,
+        doc="add a bicubic upscale of the input to the output, so an untrained network starts near bicubic "
+        "quality (not ESRGAN's; stored in checkpoints as the 'bicubic_skip' buffer)",
+    )
 
     def __post_init__(self) -> None:
         for key in ("in_nc", "out_nc", "nf", "nb", "gc"):
             value = getattr(self, key)
             require(value >= 1, key, "a positive integer", value)
         require(self.scale in SCALES, "scale", "one of 1, 2, 4, 8", self.scale)
+        if self.bicubic_skip:
+            require(self.in_nc == self.out_nc, "bicubic_skip", f"in_nc == out_nc ({self.out_nc})", self.in_nc)
 
 
 def upsample_plan(scale: int, pixel_unshuffle: bool = True) -> tuple[int, int]:
@@ -97,6 +104,7 @@ class RRDBNet(nn.Module):
         gc: int = 32,
         scale: int = 4,
         pixel_unshuffle: bool = True,
+        bicubic_skip: bool = False,
     ) -> None:
         super().__init__()
         self.options = RRDBNetOptions(
@@ -108,7 +116,10 @@ class RRDBNet(nn.Module):
             gc=gc,
             scale=scale,
             pixel_unshuffle=pixel_unshuffle,
+            bicubic_skip=bicubic_skip,
         )
+        if bicubic_skip:  # a marker that lets the checkpoint loader rebuild the same network
+            self.register_buffer("bicubic_skip", torch.ones(()))
         self.unshuffle, stages = upsample_plan(scale, pixel_unshuffle)
         self.conv_first = _conv3x3(in_nc * self.unshuffle**2, nf)
         self.body = nn.Sequential(*(RRDB(nf, gc) for _ in range(nb)))
@@ -131,6 +142,11 @@ class RRDBNet(nn.Module):
                     nn.init.zeros_(module.bias)
 
     def forward(self, x: Tensor) -> Tensor:
+        skip = (
+            F.interpolate(x, scale_factor=self.options.scale, mode="bicubic", align_corners=False)
+            if self.options.bicubic_skip
+            else None
+        )
         if self.unshuffle > 1:
             height, width = x.shape[-2:]
             if height % self.unshuffle or width % self.unshuffle:
@@ -143,4 +159,5 @@ class RRDBNet(nn.Module):
         feat = feat + self.conv_body(self.body(feat))
         for name in self.up_names:
             feat = _lrelu(self.get_submodule(name)(F.interpolate(feat, scale_factor=2, mode="nearest")))
-        return self.conv_last(_lrelu(self.conv_hr(feat)))
+        out = self.conv_last(_lrelu(self.conv_hr(feat)))
+        return out if skip is None else out + skip

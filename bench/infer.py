@@ -1,0 +1,302 @@
+"""Inference speed and memory of the tiled upscaler with an x4 RRDBNet 64/23/32 (random weights).
+
+    python bench/infer.py [--quick] [--device cpu|cuda] [--precision fp32|fp16|bf16] [--repeats N]
+                          [--realesrgan-path DIR]
+
+Prints, for 256x256 and 1280x720 inputs (``--quick``: 128x128 and 320x180), images/s untiled and tiled
+(default pad/overlap); the CPU's fp32 NCHW / fp32 channels_last / bf16 speeds with the bf16 error; the
+peak RSS of a 4096x4096 input with 256 tiles (``--quick``: 1024x1024), measured in child processes;
+and, when ``realesrgan`` 0.3.0 imports (from ``--realesrgan-path``), RealESRGANer on the same inputs.
+
+Peak RSS on the CPU is measured in two parts, because the real network needs hours for 4096x4096 on a
+small CPU: the pipeline (input, output, blending buffers) with a stub network of negligible cost, and
+the activations of one tile with the real network; their sum bounds the real run. With ``--device
+cuda`` the activations live on the GPU and the real network runs the whole image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import math
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "codes"))
+
+from esrforge.inference import DEFAULT_OVERLAP, DEFAULT_PAD, TileOptions, Upscaler
+from esrforge.inference.grid import TileGrid
+from esrforge.networks import RRDBNet
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def smooth_image(height: int, width: int, seed: int = 0) -> Tensor:
+    """A random ``(3, H, W)`` image in [0, 1] with structure at a few scales."""
+    generator = torch.Generator().manual_seed(seed)
+    image = torch.zeros(1, 3, height, width)
+    for cells, weight in ((4, 0.5), (16, 0.3), (64, 0.2)):
+        noise = torch.rand(1, 3, max(2, cells * height // width), cells, generator=generator)
+        image += weight * F.interpolate(noise, size=(height, width), mode="bilinear", align_corners=False)
+    return image[0].clamp(0, 1)
+
+
+def build_model(nb: int, device: torch.device, dtype: torch.dtype, realish: bool = False) -> nn.Module:
+    """x4 RRDBNet 64/nb/32; ``realish``: Kaiming x 2 weights and an image-like output (see tests)."""
+    torch.manual_seed(0)
+    model = RRDBNet(nf=64, nb=nb, gc=32, scale=4).eval()
+    if realish:
+        with torch.no_grad():
+            for module in model.modules():
+                if isinstance(module, nn.Conv2d):
+                    nn.init.kaiming_normal_(module.weight, a=0.2, mode="fan_in")
+                    module.weight.mul_(2.0)
+            probe = model(smooth_image(32, 32, seed=1)[None])
+            gain = 0.2 / probe.std()
+            last, bias = model.conv_last.weight, model.conv_last.bias
+            assert bias is not None
+            last.mul_(gain)
+            bias.mul_(gain).add_(0.5 - gain * probe.mean())
+    return model.to(device=device, dtype=dtype).to(memory_format=torch.channels_last)
+
+
+def best_time(run: Callable[[], object], repeats: int) -> float:
+    """The fastest of ``repeats`` calls of ``run()`` (CUDA synchronised), in seconds."""
+    times = []
+    for _ in range(repeats):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        run()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def work_ratio(height: int, width: int, tile: int | None) -> float:
+    """Network input pixels per image pixel for ``tile`` (1 untiled)."""
+    if tile is None:
+        return 1.0
+    grid = TileGrid.plan(height, width, tile, DEFAULT_OVERLAP, DEFAULT_PAD)
+    crop_h, crop_w = grid.crop_shape()
+    return len(grid) * crop_h * crop_w / (height * width)
+
+
+def throughput(args: argparse.Namespace, device: torch.device) -> None:
+    model = build_model(args.nb, device, DTYPES[args.precision])
+    upscaler_warm = Upscaler(model, TileOptions(tile_size=None))
+    upscaler_warm(smooth_image(16, 16))  # first-call set-up (oneDNN / cuDNN)
+    print(f"\n== images/s, x4 RRDBNet 64/{args.nb}/32, {args.precision}, {device}")
+    print(f"{'input':>10} {'tiling':>22} {'work':>6} {'s/image':>9} {'images/s':>9} {'LR Mpx/s':>9}")
+    for height, width in args.sizes:
+        image = smooth_image(height, width)
+        for tile in (None, min(args.tile, max(height, width) // 2)):
+            upscaler = Upscaler(model, TileOptions(tile_size=tile, tile_batch_size=args.batch))
+            seconds = best_time(partial(upscaler, image, torch.uint8), args.repeats)
+            label = "untiled" if tile is None else f"tile {tile} pad {DEFAULT_PAD} ov {DEFAULT_OVERLAP}"
+            ratio = work_ratio(height, width, tile)
+            rate = height * width / seconds / 1e6
+            print(
+                f"{width}x{height:<5} {label:>22} {ratio:6.2f} {seconds:9.2f} {1 / seconds:9.3f} {rate:9.4f}"
+            )
+
+
+def precisions(args: argparse.Namespace) -> None:
+    """CPU: fp32 NCHW vs fp32 channels_last vs bf16 channels_last, with bf16's error on a real-ish model."""
+    size = 48 if args.quick else 96
+    image = smooth_image(size, size)[None]
+    model = build_model(args.nb, torch.device("cpu"), torch.float32, realish=True)
+    reference = None
+    print(f"\n== CPU precisions, {size}x{size} input, x4 RRDBNet 64/{args.nb}/32 (real-ish weights)")
+    for label, dtype, memory_format in (
+        ("fp32 NCHW", torch.float32, torch.contiguous_format),
+        ("fp32 channels_last", torch.float32, torch.channels_last),
+        ("bf16 channels_last", torch.bfloat16, torch.channels_last),
+    ):
+        net = model.to(dtype=dtype).to(memory_format=memory_format)
+        x = image.to(dtype=dtype).contiguous(memory_format=memory_format)
+        with torch.inference_mode():
+            net(x)  # oneDNN builds its kernels for this shape on the first call
+            seconds = best_time(partial(net, x), args.repeats)
+            out = net(x).float()
+        line = f"{label:>20}: {seconds:7.2f} s"
+        if reference is None:
+            reference = out
+        else:
+            err = (out - reference).abs() * 255
+            psnr = 10 * math.log10(1 / float(((out - reference) ** 2).mean()))
+            line += f"  vs fp32: max {err.max():.2f}/255, {float((err > 1).float().mean()) * 100:.2f}% > 1/255, {psnr:.1f} dB"
+        print(line)
+        model = net.float()
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory (VmHWM: unlike ru_maxrss it ignores the parent's before exec)."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child_rss(args: argparse.Namespace) -> None:
+    """(Child process) upscale one image and print the peak RSS as JSON."""
+    device = torch.device(args.device)
+    if args.child == "stub":
+        model: nn.Module = nn.Sequential(
+            nn.Upsample(scale_factor=4, mode="nearest"), nn.Conv2d(3, 3, 1)
+        ).eval()
+    else:
+        model = build_model(args.nb, device, DTYPES[args.precision])
+    image = (smooth_image(args.child_size, args.child_size) * 255).round().to(torch.uint8)
+    base = peak_rss_mib()
+    start = time.perf_counter()
+    upscaler = Upscaler(model.to(device), TileOptions(tile_size=args.child_tile))
+    out = upscaler(image.float() / 255, torch.uint8)
+    seconds = time.perf_counter() - start
+    print(
+        json.dumps({"base_mib": base, "peak_mib": peak_rss_mib(), "seconds": seconds, "out": list(out.shape)})
+    )
+
+
+def measure_rss(
+    args: argparse.Namespace, kind: str, size: int, tile: int | None, nb: int
+) -> dict[str, float]:
+    command = [sys.executable, __file__, "--child", kind, "--child-size", str(size), "--nb", str(nb)]
+    command += ["--device", args.device, "--precision", args.precision]
+    command += ["--child-tile", str(tile or 0)]
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    data: dict[str, float] = json.loads(result.stdout.strip().splitlines()[-1])
+    return data
+
+
+def memory(args: argparse.Namespace) -> None:
+    size = 1024 if args.quick else 4096
+    tile = 256
+    print(f"\n== peak RSS, {size}x{size} input (x4: {4 * size}x{4 * size} uint8 output), tile {tile}")
+    output_mib = (4 * size) ** 2 * 3 / 2**20
+    print(
+        f"   for scale: the uint8 output alone is {output_mib:.0f} MiB; float32 output + weight map {output_mib * 16 / 3:.0f} MiB"
+    )
+    pipeline = measure_rss(args, "stub", size, tile, args.nb)
+    print(
+        f"   pipeline (stub network): peak {pipeline['peak_mib']:.0f} MiB "
+        f"(+{pipeline['peak_mib'] - pipeline['base_mib']:.0f} over start-up), {pipeline['seconds']:.1f} s"
+    )
+    crop = tile + DEFAULT_OVERLAP + 2 * DEFAULT_PAD
+    nb = 1 if args.quick and args.device == "cpu" else args.nb
+    one = measure_rss(args, "real", crop, None, nb)
+    extra = one["peak_mib"] - one["base_mib"]
+    print(
+        f"   one {crop}x{crop} tile, real network 64/{nb}/32: +{extra:.0f} MiB over start-up, {one['seconds']:.1f} s"
+    )
+    print(f"   => a {size}x{size} run needs about {pipeline['peak_mib'] + extra:.0f} MiB at most")
+    if args.device == "cuda":
+        real = measure_rss(args, "real", size, tile, args.nb)
+        print(f"   real network on {args.device}: peak {real['peak_mib']:.0f} MiB, {real['seconds']:.1f} s")
+
+
+def realesrgan(args: argparse.Namespace, device: torch.device) -> None:
+    print("\n== Real-ESRGAN 0.3.0 (RealESRGANer, tile_pad 10, pre_pad 10, crop-and-paste)")
+    if args.realesrgan_path:
+        sys.path.insert(0, args.realesrgan_path)
+    try:
+        import torchvision.transforms.functional as tv_functional
+
+        # basicsr 1.4.2 imports a module torchvision removed in 0.17; alias it to its successor.
+        sys.modules.setdefault("torchvision.transforms.functional_tensor", tv_functional)
+        from basicsr.archs.rrdbnet_arch import RRDBNet as BasicRRDBNet
+        from realesrgan import RealESRGANer
+    except ImportError as err:
+        print(
+            f"   skipped: realesrgan does not import ({err}); pip install realesrgan==0.3.0 into a throwaway"
+        )
+        print(
+            "   folder (pip install --target DIR --no-deps realesrgan basicsr addict yapf lmdb future scipy"
+        )
+        print("   requests) and pass --realesrgan-path DIR")
+        return
+    weights = Path("/tmp/bench_infer_rrdb.pth")
+    torch.save({"params_ema": build_model(args.nb, torch.device("cpu"), torch.float32).state_dict()}, weights)
+    network = BasicRRDBNet(num_in_ch=3, num_out_ch=3, num_feat=64, num_block=args.nb, num_grow_ch=32, scale=4)
+    half = args.precision == "fp16"
+    upsampler = RealESRGANer(
+        4, str(weights), model=network, tile=args.tile, tile_pad=10, pre_pad=10, half=half, device=device
+    )
+    for height, width in args.sizes:
+        image = (
+            (smooth_image(height, width).permute(1, 2, 0).numpy()[:, :, ::-1] * 255).round().astype(np.uint8)
+        )
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints a line per tile
+            seconds = best_time(partial(upsampler.enhance, image), args.repeats)
+        print(f"   {width}x{height}: tile {args.tile}: {seconds:.2f} s/image, {1 / seconds:.3f} images/s")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes (minutes on a 2-core CPU)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--precision", choices=DTYPES, default="fp32")
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--nb", type=int, default=23, help="RRDB blocks (23: ESRGAN)")
+    parser.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        help="tile size of the tiled runs (default 256, quick 128; at most half the input)",
+    )
+    parser.add_argument("--batch", type=int, default=1, help="tiles per forward pass")
+    parser.add_argument(
+        "--skip", nargs="*", default=[], choices=("speed", "precision", "memory", "realesrgan")
+    )
+    parser.add_argument(
+        "--realesrgan-path", help="folder holding realesrgan 0.3.0 and basicsr (pip --target)"
+    )
+    parser.add_argument("--child", choices=("stub", "real"), help=argparse.SUPPRESS)
+    parser.add_argument("--child-size", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--child-tile", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.sizes = [(128, 128), (180, 320)] if args.quick else [(256, 256), (720, 1280)]
+    args.tile = args.tile or (128 if args.quick else 256)
+    if args.child_tile == 0:
+        args.child_tile = None
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    if args.child:
+        child_rss(args)
+        return
+    device = torch.device(args.device)
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability {torch.backends.cpu.get_cpu_capability()}"
+    )
+    if "speed" not in args.skip:
+        throughput(args, device)
+    if "precision" not in args.skip and device.type == "cpu":
+        precisions(args)
+    if "memory" not in args.skip:
+        memory(args)
+    if "realesrgan" not in args.skip:
+        realesrgan(args, device)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""Run a network on batches of tiles: device, precision, memory format, CUDA out-of-memory handling."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+CPU_AUTO_TILE = 256
+"""``tile_size: auto`` on the CPU: about 1.1 GiB of activations for a 64-feature x4 RRDBNet (bench/infer.py)."""
+AUTO_TILE_LIMITS = (32, 2048)
+PROBE_SIZE = 64
+MEMORY_HEADROOM = 0.6
+"""Fraction of the free CUDA memory that ``auto`` plans to use (allocator slack, cuDNN workspaces)."""
+
+
+class TileTooLarge(RuntimeError):
+    """CUDA ran out of memory on a single tile: the caller should retry with smaller tiles."""
+
+
+def select_device(gpu_ids: Sequence[int]) -> torch.device:
+    """The first of ``gpu_ids`` when CUDA has it, else the CPU (with a warning when GPUs were asked for)."""
+    if not gpu_ids:
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        log.warning("gpu_ids %s asked for, but CUDA is not available: running on the CPU", list(gpu_ids))
+        return torch.device("cpu")
+    if gpu_ids[0] >= torch.cuda.device_count():
+        raise ValueError(f"gpu_ids: CUDA device {gpu_ids[0]} asked for, {torch.cuda.device_count()} present")
+    if len(gpu_ids) > 1:
+        log.warning("inference uses one GPU: cuda:%d (of gpu_ids %s)", gpu_ids[0], list(gpu_ids))
+    return torch.device("cuda", gpu_ids[0])
+
+
+def size_multiple(model: nn.Module) -> int:
+    """What input heights and widths must be multiples of (the pixel-unshuffle factor of an RRDBNet)."""
+    factor = getattr(model, "unshuffle", 1)
+    return factor if isinstance(factor, int) and factor > 0 else 1
+
+
+class Engine:
+    """Runs ``model`` on float32 CPU batches and returns float32 CPU outputs; the model is not modified.
+
+    Inputs are moved to the model's device, cast to its parameters' dtype and given the channels_last
+    memory format (convolutions then run channels_last). When ``dtype`` differs from the parameters'
+    dtype the forward runs under autocast. A CUDA out-of-memory error halves the batch (for good); with
+    one tile left it raises :class:`TileTooLarge`.
+    """
+
+    def __init__(
+        self, model: nn.Module, dtype: torch.dtype | None = None, channels_last: bool = True
+    ) -> None:
+        parameter = next(model.parameters(), None)
+        self.model = model
+        self.device = parameter.device if parameter is not None else torch.device("cpu")
+        self.weight_dtype = parameter.dtype if parameter is not None else torch.float32
+        self.dtype = dtype or self.weight_dtype
+        self.channels_last = channels_last
+        self.max_batch: int | None = None
+        if self.dtype == torch.float16 and self.device.type == "cpu":
+            raise ValueError("fp16 inference needs a CUDA device; use fp32 or bf16 on the CPU")
+
+    def _autocast(self) -> contextlib.AbstractContextManager[object]:
+        if self.dtype == self.weight_dtype or self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def _forward(self, batch: Tensor) -> Tensor:
+        x = batch.to(self.device, non_blocking=True).to(self.weight_dtype)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), self._autocast():
+            return self.model(x).float().cpu()
+
+    def __call__(self, batch: Tensor) -> Tensor:
+        """The model's output for ``batch`` ``(B, C, h, w)``, float32 on the CPU."""
+        size = min(len(batch), self.max_batch or len(batch))
+        if size < len(batch):
+            return torch.cat([self(part) for part in batch.split(size)])
+        try:
+            return self._forward(batch)
+        except torch.OutOfMemoryError:
+            pass  # handled below, once the failed forward's tensors are freed
+        self.release_memory()
+        if len(batch) == 1:
+            raise TileTooLarge(f"out of memory on one {batch.shape[-1]}x{batch.shape[-2]} tile")
+        self.max_batch = max(1, len(batch) // 2)
+        log.warning("out of memory: running tiles in batches of %d", self.max_batch)
+        return self(batch)
+
+    def release_memory(self) -> None:
+        """Return cached CUDA memory after an out-of-memory error."""
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def _peak_bytes(self, channels: int, side: int) -> int:
+        """CUDA memory a forward pass of one ``side x side`` tile needs beyond what is already allocated."""
+        torch.cuda.synchronize(self.device)
+        base = torch.cuda.memory_allocated(self.device)
+        torch.cuda.reset_peak_memory_stats(self.device)
+        self._forward(torch.zeros(1, channels, side, side))
+        torch.cuda.synchronize(self.device)
+        return torch.cuda.max_memory_allocated(self.device) - base
+
+    def measure_bytes_per_pixel(self, channels: int) -> float:
+        """CUDA memory per input pixel of a forward pass: the slope between two probe tiles."""
+        small, large = PROBE_SIZE * size_multiple(self.model), 2 * PROBE_SIZE * size_multiple(self.model)
+        low, high = self._peak_bytes(channels, small), self._peak_bytes(channels, large)
+        slope = (high - low) / (large**2 - small**2)
+        return slope if slope > 0 else max(high, 1) / large**2
+
+    def auto_tile(self, channels: int, margin: int, batch: int) -> int:
+        """The largest tile (core, LR pixels) whose ``tile + margin`` crops fit ``batch`` at a time.
+
+        On the CPU, :data:`CPU_AUTO_TILE`; on CUDA, from the free memory and the measured cost per pixel.
+        """
+        if self.device.type != "cuda":
+            return CPU_AUTO_TILE
+        per_pixel = self.measure_bytes_per_pixel(channels)
+        free, _ = torch.cuda.mem_get_info(self.device)
+        side = math.isqrt(int(MEMORY_HEADROOM * free / (per_pixel * batch)))
+        tile = max(AUTO_TILE_LIMITS[0], min(AUTO_TILE_LIMITS[1], (side - margin) // 16 * 16))
+        log.info(
+            "tile_size auto: %d (%.0f MiB free, %.1f KiB per input pixel)",
+            tile,
+            free / 2**20,
+            per_pixel / 1024,
+        )
+        return tile

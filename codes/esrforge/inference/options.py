@@ -1,0 +1,172 @@
+"""The schema of a test (inference) config, read with the same machinery as training configs.
+
+Key names follow BasicSR / DLAS test configs: ``name``, ``scale``, ``gpu_ids``, ``datasets.test.dataroot``
+(the input image or folder), ``datasets.test.dataroot_GT``, ``networks.generator`` (optional: the
+checkpoint's tensors tell an RRDBNet's sizes) and ``path.pretrain_model_generator``. Relative paths
+resolve against the config file's folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from ..networks.base import NetworkOptions
+from ..options.convert import Resolver, convert
+from ..options.errors import OptionError
+from ..options.fields import InputPath, option, require
+from ..options.loader import _inherit_scale, apply_override
+from ..options.schema import SCALES
+from ..options.yaml_io import read_yaml
+from .tiling import TileOptions
+
+OUTPUT_FORMATS = ("png", "tif", "jpg", "webp")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TestDatasetOptions:
+    """The images to upscale, and optionally their ground truth."""
+
+    __test__ = False  # not a pytest test class
+
+    name: str = option("", doc="label used in logs")
+    dataroot: InputPath = option(doc="input image or folder of images (LR; the GT images with downscale_gt)")
+    dataroot_GT: InputPath | None = option(
+        None, doc="folder of ground-truth images, matched by file name: PSNR/SSIM-Y are reported"
+    )
+    downscale_gt: bool = option(
+        False, doc="DLAS mode: dataroot holds GT images and the inputs are their MATLAB bicubic downscales"
+    )
+    recursive: bool = option(False, doc="also read sub-folders (their structure is kept in the output)")
+
+    def __post_init__(self) -> None:
+        require(
+            not (self.downscale_gt and self.dataroot_GT is not None),
+            "dataroot_GT",
+            "null with downscale_gt (dataroot then holds the GT)",
+            str(self.dataroot_GT),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class TestDatasetsSection:
+    """The data a test run reads."""
+
+    __test__ = False
+
+    test: TestDatasetOptions = option(doc="the images to upscale")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TestNetworksSection:
+    """The network; optional for RRDBNet checkpoints."""
+
+    __test__ = False
+
+    generator: NetworkOptions | None = option(
+        None, doc="the super-resolution network; null: an RRDBNet sized from the checkpoint"
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class TestPathSection:
+    """Where the weights come from and where the results go."""
+
+    __test__ = False
+
+    pretrain_model_generator: InputPath = option(
+        doc="generator weights (ours, BasicSR, Real-ESRGAN params_ema, original ESRGAN, model.N)"
+    )
+    param_key: str | None = option(
+        None, doc="checkpoint entry that holds the weights; null: params_ema, then params, ..."
+    )
+    strict_load: bool = option(True, doc="refuse weights with missing or unexpected keys")
+    results_root: Path = option(Path("../results"), doc="folder that holds results/<name>/")
+    output: Path | None = option(None, doc="write the images here instead of results_root/<name>")
+
+
+@dataclass(frozen=True, kw_only=True)
+class InferenceSection(TileOptions):
+    """Tiling (see TileOptions), output files and metrics."""
+
+    suffix: str | None = option(
+        None, doc="outputs are named <stem>_<suffix>.<ext>; null: x<scale>; '': <stem>"
+    )
+    ext: Literal["png", "tif", "jpg", "webp"] = option("png", doc="output format (png and tif keep 16 bits)")
+    alpha_upsampler: Literal["bicubic", "model"] = option(
+        "bicubic", doc="how an alpha channel is enlarged: bicubic (fast) or by the network as grey"
+    )
+    crop_border: int | None = option(None, doc="pixels shaved per side before PSNR/SSIM; null: the scale")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.suffix:
+            require("/" not in self.suffix, "suffix", "a file-name part without '/'", self.suffix)
+        if self.crop_border is not None:
+            require(self.crop_border >= 0, "crop_border", "0 or more pixels", self.crop_border)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TestConfig:
+    """A whole test config."""
+
+    __test__ = False
+
+    name: str = option(doc="run name; images go to results_root/<name>/")
+    scale: int | None = option(None, doc="expected upscaling factor; null: the checkpoint's")
+    gpu_ids: list[int] = option(factory=lambda: [0], doc="CUDA device to use (the first); []: the CPU")
+    fp16: bool = option(False, doc="float16 on CUDA (ignored with a warning on the CPU)")
+    bf16: bool = option(False, doc="bfloat16 (CUDA, or CPUs with AVX-512-BF16/AMX; slower on others)")
+    channels_last: bool = option(True, doc="run convolutions in channels_last memory format")
+    datasets: TestDatasetsSection = option(doc="the images to upscale")
+    networks: TestNetworksSection = option(factory=TestNetworksSection, doc="the network")
+    path: TestPathSection = option(doc="weights and output folder")
+    inference: InferenceSection = option(factory=InferenceSection, doc="tiling, output files, metrics")
+
+    def __post_init__(self) -> None:
+        require(
+            bool(self.name) and "/" not in self.name and self.name not in (".", ".."),
+            "name",
+            "a folder name without '/'",
+            self.name,
+        )
+        if self.scale is not None:
+            require(self.scale in SCALES, "scale", "one of 1, 2, 4, 8 or null", self.scale)
+        require(all(i >= 0 for i in self.gpu_ids), "gpu_ids", "device indices >= 0", self.gpu_ids)
+        require(not (self.fp16 and self.bf16), "bf16", "fp16 and bf16 not both true", self.bf16)
+        if self.scale is not None:
+            scale = getattr(self.networks.generator, "scale", self.scale)
+            require(
+                scale == self.scale, "networks.generator.scale", f"the top-level scale {self.scale}", scale
+            )
+
+    @property
+    def output_dir(self) -> Path:
+        """``path.output``, or ``path.results_root/<name>``."""
+        return self.path.output or self.path.results_root / self.name
+
+
+def config_from_data(
+    data: dict[str, Any], source: str, base_dir: Path, overrides: Sequence[str] = ()
+) -> TestConfig:
+    """Check raw config ``data`` (from ``source``; paths relative to ``base_dir``) and type it."""
+    overridden: list[str] = []
+    try:
+        for assignment in overrides:
+            overridden.append(apply_override(data, assignment))
+        _inherit_scale(data)
+        config: TestConfig = convert(TestConfig, data, "", Resolver(base_dir=base_dir))
+    except OptionError as err:
+        if any(err.key == k or err.key.startswith((f"{k}.", f"{k}[")) for k in overridden):
+            err.message += " (set with --set)"
+        err.source = err.source or source
+        raise
+    return config
+
+
+def load_test_config(path: Path | str, overrides: Sequence[str] = ()) -> TestConfig:
+    """Read a test config file, apply ``--set`` overrides and return the checked :class:`TestConfig`."""
+    path = Path(path)
+    return config_from_data(read_yaml(path), str(path), path.resolve().parent, overrides)

@@ -1,0 +1,166 @@
+"""A test run: load the network, upscale every image of the config, write the outputs, score them.
+
+An image that cannot be read, upscaled or written is reported and skipped; the others still run, and
+the run's exit code is 1 when any failed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from ..data.imageio import to_uint8
+from ..logs import LOGGER_NAME
+from ..metrics.evaluate import ImageScore, _align, format_table, score_pair, write_csv
+from ..networks import RRDBNetOptions, build_network, load_generator, load_into
+from .engine import select_device
+from .images import (
+    InputImage,
+    compose,
+    downscale_input,
+    read_input,
+    resize_alpha,
+    to_grey,
+    write_output,
+)
+from .jobs import Job, plan_jobs
+from .options import TestConfig
+from .tiling import Upscaler
+
+log = logging.getLogger(__name__)
+IMAGE_ERRORS = (ValueError, OSError, RuntimeError, cv2.error)
+"""What fails one image without stopping the run (unreadable file, too large, unwritable, ...)."""
+
+
+def load_model(config: TestConfig) -> nn.Module:
+    """The generator with the config's weights (an RRDBNet sized from the checkpoint unless described)."""
+    options, path = config.networks.generator, config.path
+    strict, key = path.strict_load, path.param_key
+    if options is None or isinstance(options, RRDBNetOptions):
+        model: nn.Module = load_generator(path.pretrain_model_generator, options, strict, key)
+    else:
+        model = load_into(build_network(options), path.pretrain_model_generator, strict, key)
+    return model.eval()
+
+
+def model_scale(model: nn.Module, expected: int | None) -> int:
+    """The model's upscaling factor (from its options), checked against the config's ``scale``."""
+    found = getattr(getattr(model, "options", None), "scale", None)
+    if found is None:
+        if expected is None:
+            raise ValueError(f"cannot tell the scale of a {type(model).__name__}; set scale in the config")
+        return expected
+    if expected is not None and found != expected:
+        raise ValueError(f"scale: the config says {expected}, the checkpoint is a x{found} model")
+    return int(found)
+
+
+def compute_dtype(config: TestConfig, device: torch.device) -> torch.dtype:
+    """float16 / bfloat16 / float32 as asked, with fp16 on the CPU falling back to float32."""
+    if config.fp16 and device.type == "cpu":
+        log.warning("fp16 needs CUDA: running in fp32 on the CPU (bf16 is the CPU's half precision)")
+        return torch.float32
+    if config.bf16 and device.type == "cpu":
+        log.info("bf16 on the CPU: only faster than fp32 on CPUs with AVX-512-BF16 or AMX")
+    return torch.float16 if config.fp16 else torch.bfloat16 if config.bf16 else torch.float32
+
+
+def build_upscaler(config: TestConfig, progress: bool = False) -> tuple[Upscaler, int]:
+    """The :class:`Upscaler` of the config (weights on the device, in the compute dtype) and its scale."""
+    model = load_model(config)
+    scale = model_scale(model, config.scale)
+    device = select_device(config.gpu_ids)
+    model.to(device=device, dtype=compute_dtype(config, device))
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
+    upscaler = Upscaler(model, config.inference, channels_last=config.channels_last, progress=progress)
+    return upscaler, scale
+
+
+@dataclass(frozen=True)
+class ImageProcessor:
+    """Upscales one image file (RGB, grey or with alpha) and scores it against its ground truth."""
+
+    upscaler: Upscaler
+    scale: int
+    alpha_upsampler: str = "bicubic"
+    downscale_gt: bool = False
+    crop_border: int | None = None
+
+    def upscale_image(self, image: InputImage) -> np.ndarray:
+        """The output array to write for ``image`` (same kind: grey/RGB, alpha, bit depth)."""
+        rgb = self.upscaler.upscale_array(image.rgb)
+        alpha = image.alpha
+        if alpha is not None:
+            if self.alpha_upsampler == "model":
+                alpha = to_grey(self.upscaler.upscale_array(np.repeat(alpha[:, :, None], 3, axis=2)))
+            else:
+                alpha = resize_alpha(alpha, self.scale)
+        return compose(rgb, alpha, image.grey)
+
+    def __call__(self, job: Job) -> ImageScore | None:
+        """Upscale ``job.source`` into ``job.output``; its scores when there is a ground truth."""
+        image = read_input(job.source)
+        gt: InputImage | None = None
+        if self.downscale_gt:
+            image, gt = downscale_input(image, self.scale)
+        elif job.gt is not None:
+            gt = read_input(job.gt)
+        output = self.upscale_image(image)
+        write_output(job.output, output)
+        if gt is None:
+            return None
+        sr = to_uint8(compose(output[:, :, :3], None, image.grey) if output.ndim == 3 else output)
+        reference = to_uint8(compose(gt.rgb, None, gt.grey))
+        sr, reference = _align(sr, reference, job.output, job.gt or job.source, self.scale)
+        crop = self.scale if self.crop_border is None else self.crop_border
+        return score_pair(job.name, sr, reference, crop)
+
+
+def _report_scores(scores: list[ImageScore], out_dir: Path) -> None:
+    for line in format_table(scores).splitlines():
+        log.info("%s", line)
+    write_csv(out_dir / "metrics.csv", scores)
+    log.info("scores written to %s", out_dir / "metrics.csv")
+
+
+def run_test(config: TestConfig, progress: bool = True) -> int:
+    """Run a whole test config; returns the exit code (0, or 1 when some images failed)."""
+    dataset, options = config.datasets.test, config.inference
+    upscaler, scale = build_upscaler(config, progress)
+    suffix = f"x{scale}" if options.suffix is None else options.suffix
+    jobs = plan_jobs(
+        dataset.dataroot, config.output_dir, suffix, options.ext, dataset.recursive, dataset.dataroot_GT
+    )
+    process = ImageProcessor(
+        upscaler, scale, options.alpha_upsampler, dataset.downscale_gt, options.crop_border
+    )
+    log.info("%s: %d image(s) from %s -> %s", config.name, len(jobs), dataset.dataroot, config.output_dir)
+    scores, failures = [], []
+    with logging_redirect_tqdm(loggers=[logging.getLogger(LOGGER_NAME)]):
+        for job in tqdm(jobs, unit="image", disable=not progress or None):
+            try:
+                score = process(job)
+            except IMAGE_ERRORS as err:
+                log.error("%s: skipped: %s", job.source, " ".join(str(err).split()) or type(err).__name__)
+                failures.append(job.name)
+                continue
+            if score is not None:
+                log.info("%s: PSNR_Y %.4f dB, SSIM_Y %.4f", job.name, score.psnr_y, score.ssim_y)
+                scores.append(score)
+    if scores:
+        _report_scores(scores, config.output_dir)
+    done = len(jobs) - len(failures)
+    log.info("upscaled %d of %d image(s) into %s", done, len(jobs), config.output_dir)
+    if failures:
+        log.error("%d image(s) failed: %s", len(failures), ", ".join(failures))
+        return 1
+    return 0

@@ -1,0 +1,157 @@
+"""Multi-process training under torchrun: the process group, DDP wrapping and cross-process means.
+
+Without torchrun's environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``) the context is a single
+process: nothing is initialised, ``wrap`` returns the model and ``all_reduce_mean`` is a copy.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from .precision import select_device
+
+log = logging.getLogger(__name__)
+TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The network inside DistributedDataParallel, DataParallel and torch.compile wrappers."""
+    while True:
+        if isinstance(model, DistributedDataParallel | nn.DataParallel):
+            model = model.module
+        elif isinstance(inner := getattr(model, "_orig_mod", None), nn.Module):
+            model = inner
+        else:
+            return model
+
+
+def _torchrun_ranks() -> tuple[int, int, int] | None:
+    """``(rank, world_size, local_rank)`` from torchrun's variables, or None when they are absent."""
+    present = [name for name in TORCHRUN_VARIABLES if name in os.environ]
+    if not present:
+        return None
+    try:
+        rank, world_size, local_rank = (int(os.environ[name]) for name in TORCHRUN_VARIABLES)
+    except (KeyError, ValueError):
+        values = {name: os.environ.get(name) for name in TORCHRUN_VARIABLES}
+        raise ValueError(
+            f"torchrun environment: expected integer RANK, WORLD_SIZE, LOCAL_RANK, got {values}"
+        ) from None
+    if not 0 <= rank < world_size:
+        raise ValueError(f"torchrun environment: RANK {rank} is not in [0, WORLD_SIZE={world_size})")
+    return rank, world_size, local_rank
+
+
+@dataclass
+class DistributedContext:
+    """This process's place in the run and the device it trains on."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    distributed: bool = False
+
+    @classmethod
+    def from_env(cls, gpu_ids: list[int]) -> DistributedContext:
+        """Join torchrun's process group (NCCL on CUDA, gloo on the CPU), or a single-process context."""
+        ranks = _torchrun_ranks()
+        if ranks is None:
+            return cls(device=select_device(gpu_ids))
+        rank, world_size, local_rank = ranks
+        device = select_device(gpu_ids, local_rank)
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(
+            backend, rank=rank, world_size=world_size, device_id=device if device.type == "cuda" else None
+        )
+        log.info(
+            "process %d of %d (local %d) on %s, backend %s", rank, world_size, local_rank, device, backend
+        )
+        return cls(rank, world_size, local_rank, device, distributed=True)
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this is rank 0, the process that logs, validates and saves."""
+        return self.rank == 0
+
+    def wrap(self, model: nn.Module, find_unused_parameters: bool = False) -> nn.Module:
+        """``model`` in DistributedDataParallel when distributed and trainable; otherwise ``model`` itself."""
+        if not self.distributed or not any(p.requires_grad for p in model.parameters()):
+            return model
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(
+            model, device_ids=device_ids, find_unused_parameters=find_unused_parameters
+        )
+
+    def broadcast_parameters(self, module: nn.Module) -> None:
+        """Give every process rank 0's parameters and buffers (a no-op for a single process)."""
+        if self.distributed:
+            self._coalesced(
+                [*module.parameters(), *module.buffers()], lambda flat: dist.broadcast(flat, src=0)
+            )
+
+    def average_gradients(self, module: nn.Module) -> None:
+        """Replace each gradient by its mean over the processes, as DDP would (call after backward).
+
+        Every process must hold gradients for the same parameters, i.e. run the same losses.
+        """
+        if not self.distributed:
+            return
+
+        def mean(flat: torch.Tensor) -> None:
+            dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+            flat.div_(self.world_size)
+
+        self._coalesced([p.grad for p in module.parameters() if p.grad is not None], mean)
+
+    @staticmethod
+    def _coalesced(tensors: list[torch.Tensor], collective: Callable[[torch.Tensor], object]) -> None:
+        """Run ``collective`` in place on one flat buffer per device and dtype, then copy the results back."""
+        groups: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
+        for tensor in tensors:
+            groups.setdefault((tensor.device, tensor.dtype), []).append(tensor.detach())
+        for group in groups.values():
+            flat = torch.cat([t.reshape(-1) for t in group])
+            collective(flat)
+            for tensor, part in zip(group, flat.split([t.numel() for t in group]), strict=True):
+                tensor.copy_(part.view_as(tensor))
+
+    def barrier(self) -> None:
+        """Wait for every process (a no-op for a single process)."""
+        if not self.distributed:
+            return
+        if self.device.type == "cuda":
+            dist.barrier(device_ids=[self.device.index])
+        else:
+            dist.barrier()
+
+    def all_reduce_mean(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The float32 mean of ``tensor`` over all processes, on this process's device (for logging)."""
+        result = tensor.detach().to(device=self.device, dtype=torch.float32, copy=True)
+        if self.distributed:
+            dist.all_reduce(result, op=dist.ReduceOp.SUM)
+            result /= self.world_size
+        return result
+
+    def destroy(self) -> None:
+        """Leave the process group (safe to call twice)."""
+        if self.distributed and dist.is_initialized():
+            dist.destroy_process_group()
+        self.distributed = False
+
+    def __enter__(self) -> DistributedContext:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.destroy()

@@ -1,0 +1,179 @@
+"""Checkpoint files: network weights, the whole training state, random-number-generator states, pruning.
+
+``models/<step>_<tag>.pth`` holds one network's plain CPU state dict (``G``, ``G_ema``, ``D``), as test.py
+and BasicSR-style tools read it. ``training_state/<step>.state`` holds everything needed to resume. Both
+are written atomically (a temporary file renamed over the target) and hold only tensors, numbers,
+strings and containers, so they load with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import random
+import re
+from collections import OrderedDict
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..fileio import atomic_write_with
+from ..networks.checkpoint import _strip_prefixes
+from .experiment import STATE_SUFFIX, ExperimentDirs
+
+log = logging.getLogger(__name__)
+MODEL_SUFFIX = ".pth"
+_TAG = re.compile(r"[A-Za-z0-9_]+")
+_MODEL_STEM = re.compile(r"([0-9]+)_([A-Za-z0-9_]+)")
+# What torch.load(weights_only=True) reads back, by exact type: numpy scalars subclass float but are refused.
+_SCALARS = (str, int, float, bool, type(None), torch.dtype, torch.device)
+_MAPPINGS = (dict, OrderedDict)
+_SEQUENCES = (list, tuple, torch.Size)
+
+
+def _save(obj: object, path: Path) -> None:
+    atomic_write_with(path, lambda handle: torch.save(obj, handle))
+
+
+def save_weights(path: Path, state_dict: Mapping[str, torch.Tensor]) -> None:
+    """Write one network's weights to ``path`` atomically: a plain dict of contiguous CPU tensors.
+
+    Wrapper prefixes (``module.`` from DDP, ``_orig_mod.`` from torch.compile) are removed from the keys.
+    """
+    plain = {_strip_prefixes(key): value.detach().cpu().contiguous() for key, value in state_dict.items()}
+    _save(plain, Path(path))
+
+
+def save_models(
+    dirs: ExperimentDirs, step: int, weights: Mapping[str, Mapping[str, torch.Tensor]]
+) -> list[Path]:
+    """Write each ``tag: state_dict`` to ``models/<step>_<tag>.pth`` with :func:`save_weights`."""
+    paths = []
+    for tag, state in weights.items():
+        if not _TAG.fullmatch(tag) or tag.startswith("best"):
+            raise ValueError(f"model tag {tag!r}: expected letters, digits or '_', not starting with 'best'")
+        path = dirs.models / f"{step}_{tag}{MODEL_SUFFIX}"
+        save_weights(path, state)
+        paths.append(path)
+    return paths
+
+
+def _check_plain(value: object, where: str) -> None:
+    """Refuse what ``torch.load(weights_only=True)`` could not read back, naming where it is."""
+    if isinstance(value, dict) and type(value) in _MAPPINGS:
+        for key, item in value.items():
+            if type(key) not in (str, int):
+                raise TypeError(
+                    f"training state: key {key!r} of {where} is {type(key).__name__}, not str or int"
+                )
+            _check_plain(item, f"{where}[{key!r}]")
+    elif isinstance(value, list | tuple) and type(value) in _SEQUENCES:
+        for index, item in enumerate(value):
+            _check_plain(item, f"{where}[{index}]")
+    elif type(value) not in _SCALARS and not isinstance(value, torch.Tensor):
+        raise TypeError(
+            f"training state: {where} is {type(value).__name__}; store tensors, numbers, strings, "
+            "lists, tuples or dicts"
+        )
+
+
+def save_training_state(dirs: ExperimentDirs, step: int, payload: Mapping[str, Any]) -> Path:
+    """Write ``payload`` to ``training_state/<step>.state`` (a TypeError names anything not storable)."""
+    plain = dict(payload)
+    _check_plain(plain, "payload")
+    path = dirs.training_state / f"{step}{STATE_SUFFIX}"
+    _save(plain, path)
+    return path
+
+
+def load_training_state(path: Path) -> dict[str, Any]:
+    """Read a file written by :func:`save_training_state`, tensors on the CPU."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such training state file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as error:
+        detail = next(
+            (line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__
+        )
+        raise ValueError(f"{path}: not a readable training state, truncated or corrupt ({detail})") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: not a training state (holds a {type(state).__name__}, not a dict)")
+    return state
+
+
+def capture_rng() -> dict[str, Any]:
+    """The states of Python's ``random``, NumPy's global generator, torch's CPU and every CUDA generator."""
+    version, internal, gauss_next = random.getstate()
+    algorithm, keys, pos, has_gauss, cached_gaussian = np.random.get_state(legacy=True)
+    state: dict[str, Any] = {
+        "python": {"version": version, "internal": list(internal), "gauss_next": gauss_next},
+        "numpy": {
+            "algorithm": str(algorithm),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached_gaussian),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: Mapping[str, Any]) -> None:
+    """Restore what :func:`capture_rng` returned (CUDA states only for the devices present)."""
+    missing = {"python", "numpy", "torch"} - set(state)
+    if missing:
+        raise ValueError(f"random generator state lacks {', '.join(sorted(missing))}")
+    python = state["python"]
+    random.setstate((python["version"], tuple(python["internal"]), python["gauss_next"]))
+    numpy = state["numpy"]
+    keys = np.asarray(numpy["keys"], dtype=np.uint32)
+    np.random.set_state(
+        (numpy["algorithm"], keys, numpy["pos"], numpy["has_gauss"], numpy["cached_gaussian"])
+    )
+    torch.set_rng_state(state["torch"])
+    cuda = list(state.get("cuda", []))
+    if cuda and torch.cuda.is_available():
+        count = torch.cuda.device_count()
+        if len(cuda) != count:
+            log.info("restoring %d of %d saved CUDA generator states", min(count, len(cuda)), len(cuda))
+        for index, cuda_state in enumerate(cuda[:count]):
+            torch.cuda.set_rng_state(cuda_state, index)
+
+
+def _newest_steps(paths: list[tuple[int, Path]], keep_last: int) -> list[Path]:
+    """The paths whose step is not among the ``keep_last`` highest."""
+    kept = sorted({step for step, _ in paths}, reverse=True)[:keep_last]
+    return [path for step, path in paths if step not in kept]
+
+
+def prune_checkpoints(dirs: ExperimentDirs, keep_last: int) -> list[Path]:
+    """Delete all but the newest ``keep_last`` steps of each model tag and of the training states.
+
+    Only ``models/<step>_<tag>.pth`` and ``training_state/<step>.state`` are candidates; ``best_*``
+    and other files are never touched. Returns the deleted paths.
+    """
+    if keep_last < 1:
+        raise ValueError(f"keep_last: expected a positive count, got {keep_last}")
+    by_tag: dict[str, list[tuple[int, Path]]] = {}
+    for path in dirs.models.glob(f"*{MODEL_SUFFIX}"):
+        match = _MODEL_STEM.fullmatch(path.stem)
+        if match and not match[2].startswith("best"):
+            by_tag.setdefault(match[2], []).append((int(match[1]), path))
+    states = [
+        (int(p.stem), p)
+        for p in dirs.training_state.glob(f"*{STATE_SUFFIX}")
+        if re.fullmatch("[0-9]+", p.stem)
+    ]
+    doomed = [p for group in (*by_tag.values(), states) for p in _newest_steps(group, keep_last)]
+    for path in doomed:
+        path.unlink(missing_ok=True)
+        log.debug("removed old checkpoint %s", path)
+    return doomed

@@ -1,0 +1,150 @@
+"""One training iteration: a single generator forward shared by the discriminator and generator steps."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from ..losses.base import DiscriminatorContext, GeneratorContext, Loss
+from ..losses.gan import GanLoss, discriminator_stats
+from ..losses.noise import make_discriminate
+from ..losses.translational import TranslationalLoss
+from ..options.schema import TrainSection
+from .distributed import DistributedContext
+from .precision import Precision
+
+
+@dataclass
+class Trained:
+    """A network with its optimiser and gradient scaler."""
+
+    net: nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+
+
+@dataclass
+class Networks:
+    """The generator and, for GAN training, the discriminator."""
+
+    generator: Trained
+    discriminator: Trained | None = None
+
+
+@dataclass
+class StepResult:
+    """What one iteration produced: detached scalars for logging, and whether a step was skipped."""
+
+    values: dict[str, Tensor] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+
+def loss_names(losses: list[Loss]) -> list[str]:
+    """Log names for the losses: their type, with the list index where a type repeats."""
+    types = [loss.options.type for loss in losses]
+    return [t if types.count(t) == 1 else f"{t}{i}" for i, t in enumerate(types)]
+
+
+class IterationRunner:
+    """Runs the discriminator and generator steps of one iteration in the configured order."""
+
+    def __init__(
+        self,
+        nets: Networks,
+        losses: list[Loss],
+        train: TrainSection,
+        precision: Precision,
+        scale: int,
+        dist: DistributedContext | None = None,
+    ) -> None:
+        self.nets = nets
+        self.losses = losses
+        self.names = loss_names(losses)
+        self.train = train
+        self.precision = precision
+        self.scale = scale
+        self.dist = dist or DistributedContext()
+        self.gan = next((loss for loss in losses if isinstance(loss, GanLoss)), None)
+        self.translational = next((loss for loss in losses if isinstance(loss, TranslationalLoss)), None)
+        noise = self.gan.options.noise if self.gan is not None else 0.0
+        self.discriminate: Callable[[Tensor], Tensor] | None = (
+            make_discriminate(nets.discriminator.net, noise) if nets.discriminator is not None else None
+        )
+
+    def run(self, lq_tile: Tensor, hq_tile: Tensor, step: int) -> StepResult:
+        """Train on one batch at ``step`` (0-based); non-finite losses skip their optimiser step."""
+        if self.translational is not None:
+            lq, hq, box = self.translational.sample_main_patch(lq_tile, hq_tile, self.scale)
+        else:
+            lq, hq, box = lq_tile, hq_tile, (0, 0)
+        generator = self.nets.generator.net
+        with self.precision.autocast():
+            fake = generator(lq)
+        result = StepResult()
+        d_active = self.gan is not None and self.gan.options.active(step)
+        for which in self.train.step_order:
+            if which == "discriminator" and d_active:
+                self._discriminator_step(fake.detach(), hq, step, result)
+            elif which == "generator":
+                ctx = GeneratorContext(lq, fake, hq, generator, lq_tile, box, self.scale, self.discriminate)
+                self._generator_step(ctx, step, result)
+        return result
+
+    def _discriminator_step(self, fake: Tensor, real: Tensor, step: int, result: StepResult) -> None:
+        trained, gan, discriminate = self.nets.discriminator, self.gan, self.discriminate
+        assert trained is not None and gan is not None and discriminate is not None
+        penalties = [
+            (name, loss)
+            for name, loss in zip(self.names, self.losses, strict=True)
+            if loss.side == "discriminator" and loss.options.active(step)
+        ]
+        needs_grad = any(loss.needs_real_grad for _, loss in penalties)
+        trained.net.requires_grad_(True)
+        real = real.detach().requires_grad_(needs_grad)
+        # Double backward through float16 can underflow: penalised passes run in float32 under fp16.
+        with self.precision.autocast(enabled=not (needs_grad and self.precision.dtype == torch.float16)):
+            d_real = discriminate(real)
+            d_fake = discriminate(fake)
+            ctx = DiscriminatorContext(real, fake, d_real, d_fake, discriminate)
+            terms = {"d_gan": gan.options.d_weight * gan.discriminator_loss(ctx)}
+            for name, loss in penalties:
+                terms[f"d_{name}"] = loss.options.weight * loss(ctx)
+        total = torch.stack([t.float() for t in terms.values()]).sum()
+        result.values.update({k: v.detach() for k, v in terms.items()})
+        result.values.update(discriminator_stats(d_real, d_fake))
+        self._optimise(trained, total, "discriminator", result)
+
+    def _generator_step(self, ctx: GeneratorContext, step: int, result: StepResult) -> None:
+        if self.nets.discriminator is not None:
+            self.nets.discriminator.net.requires_grad_(False)
+        terms: dict[str, Tensor] = {}
+        with self.precision.autocast():
+            for name, loss in zip(self.names, self.losses, strict=True):
+                if loss.side == "generator" and loss.options.active(step):
+                    terms[name] = loss.options.weight * loss(ctx)
+        total = torch.stack([t.float() for t in terms.values()]).sum()
+        result.values.update({k: v.detach() for k, v in terms.items()})
+        result.values["g_total"] = total.detach()
+        self._optimise(self.nets.generator, total, "generator", result)
+
+    def _optimise(self, trained: Trained, total: Tensor, which: str, result: StepResult) -> None:
+        """Backward and step, unless the loss is not finite (then the step is skipped and reported)."""
+        trained.optimizer.zero_grad(set_to_none=True)
+        # Every process must agree, or one would skip the gradient all-reduce the others wait in.
+        finite = torch.isfinite(total.detach()).float()
+        if float(self.dist.all_reduce_mean(finite)) < 1.0:
+            result.skipped.append(which)
+            return
+        trained.scaler.scale(total).backward()
+        if self.dist.distributed:
+            self.dist.average_gradients(trained.net)
+        if self.train.grad_clip is not None:
+            trained.scaler.unscale_(trained.optimizer)
+            result.values[f"{which}_grad_norm"] = torch.nn.utils.clip_grad_norm_(
+                trained.net.parameters(), self.train.grad_clip
+            ).detach()
+        trained.scaler.step(trained.optimizer)
+        trained.scaler.update()

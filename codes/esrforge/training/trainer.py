@@ -1,0 +1,263 @@
+"""The training loop: build everything a config describes, train, validate, save, resume."""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.base import build_dataset
+from ..data.loader import make_train_loader, make_val_loader
+from ..losses.base import build_loss
+from ..networks.checkpoint import load_into
+from ..options.schema import Config
+from .build import build_discriminator, build_generator
+from .distributed import DistributedContext
+from .ema import ModelEMA
+from .experiment import ExperimentDirs
+from .optim import build_optimizer, build_scheduler
+from .precision import Precision, to_channels_last
+from .reporting import Reporter
+from .state import (
+    capture_rng,
+    load_training_state,
+    prune_checkpoints,
+    restore_rng,
+    save_models,
+    save_training_state,
+)
+from .steps import IterationRunner, Networks, Trained
+from .validation import Validator
+
+log = logging.getLogger("esrforge")
+
+
+class TrainingStopped(Exception):
+    """Training cannot go on (e.g. the loss stayed non-finite); the last good checkpoint is intact."""
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    """Trains the networks of ``config`` in ``dirs``, resuming from ``resume`` when given."""
+
+    def __init__(
+        self, config: Config, dirs: ExperimentDirs, resume: Path | None, dist: DistributedContext
+    ) -> None:
+        if config.train is None or config.datasets.train is None:
+            raise ValueError("train.py needs the train and datasets.train sections")
+        self.config, self.train, self.dirs, self.dist = config, config.train, dirs, dist
+        self.device = dist.device
+        self.precision = Precision(config.fp16, config.bf16, self.device)
+        _seed_everything(self.train.manual_seed + dist.rank)
+        self.nets = self._build_networks()
+        self.losses = [build_loss(options).to(self.device) for options in self.train.losses]
+        self.schedulers = {
+            name: build_scheduler(trained.optimizer, self.train) for name, trained in self._trained().items()
+        }
+        self.ema = (
+            ModelEMA(self.nets.generator.net, self.train.ema_decay) if self.train.ema_decay > 0 else None
+        )
+        self.runner = IterationRunner(self.nets, self.losses, self.train, self.precision, config.scale, dist)
+        dataset = build_dataset(config.datasets.train, config.scale)
+        self.loader = make_train_loader(
+            dataset, config.datasets.train, seed=self.train.manual_seed, device=self.device
+        )
+        self.validator = (
+            Validator(make_val_loader(build_dataset(config.datasets.val, config.scale)), config, dirs)
+            if config.datasets.val is not None and dist.is_main
+            else None
+        )
+        self.step = 0
+        self.nonfinite_in_a_row = 0
+        self._rng_state: dict[str, Any] | None = None
+        self._stop_signal: int | None = None
+        self._saved_at: int | None = None
+        if resume is not None:
+            self._load_state(resume)
+
+    def _trained(self) -> dict[str, Trained]:
+        nets = {"G": self.nets.generator}
+        if self.nets.discriminator is not None:
+            nets["D"] = self.nets.discriminator
+        return nets
+
+    def _build_networks(self) -> Networks:
+        config, train, paths = self.config, self.train, self.config.path
+        assert train is not None
+        generator = self._prepare(build_generator(config), paths.pretrain_model_generator)
+        nets = Networks(self._trained_net(generator, train.lr_G, train.betas_G, train.weight_decay_G))
+        discriminator = build_discriminator(config)
+        if discriminator is not None:
+            discriminator = self._prepare(discriminator, paths.pretrain_model_discriminator)
+            nets.discriminator = self._trained_net(
+                discriminator, train.lr_D, train.betas_D, train.weight_decay_D
+            )
+        return nets
+
+    def _prepare(self, net: nn.Module, weights: Path | None) -> nn.Module:
+        if weights is not None:
+            load_into(net, weights, strict=self.config.path.strict_load)
+            log.info("loaded %s weights from %s", type(net).__name__, weights)
+        net = to_channels_last(net.to(self.device), self.config.channels_last)
+        self.dist.broadcast_parameters(net)
+        return net
+
+    def _trained_net(self, net: nn.Module, lr: float, betas: tuple[float, float], decay: float) -> Trained:
+        return Trained(net, build_optimizer(net.parameters(), lr, betas, decay), self.precision.grad_scaler())
+
+    # --- state -----------------------------------------------------------------------------------
+
+    def _state(self) -> dict[str, Any]:
+        trained = self._trained()
+        return {
+            "step": self.step,
+            "epoch": self.loader.epoch,
+            "networks": {k: t.net.state_dict() for k, t in trained.items()},
+            "optimizers": {k: t.optimizer.state_dict() for k, t in trained.items()},
+            "scalers": {k: t.scaler.state_dict() for k, t in trained.items()},
+            "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "loader": self.loader.state_dict(),
+            "rng": capture_rng(),
+            "best": self.validator.best if self.validator is not None else None,
+        }
+
+    def _load_state(self, path: Path) -> None:
+        if self.config.path.pretrain_model_generator is not None:
+            log.warning("resuming from %s: path.pretrain_model_generator is ignored", path)
+        state = load_training_state(path)
+        for key, trained in self._trained().items():
+            if key not in state["networks"]:
+                raise ValueError(f"{path}: the training state has no {key} network")
+            trained.net.load_state_dict(state["networks"][key])
+            trained.optimizer.load_state_dict(state["optimizers"][key])
+            trained.scaler.load_state_dict(state["scalers"][key])
+            self.schedulers[key].load_state_dict(state["schedulers"][key])
+        if self.ema is not None and state["ema"] is not None:
+            self.ema.load_state_dict(state["ema"])
+        if self.validator is not None and state.get("best") is not None:
+            self.validator.best = state["best"]
+        self.loader.load_state_dict(state["loader"])
+        self.step = int(state["step"])
+        self._rng_state = state["rng"]
+        log.info("resumed from %s at step %d", path, self.step)
+
+    def save(self) -> None:
+        """Write models/<step>_*.pth and training_state/<step>.state (main process only)."""
+        if not self.dist.is_main:
+            return
+        weights = {"G": self.nets.generator.net.state_dict()}
+        if self.ema is not None:
+            weights["G_ema"] = self.ema.module.state_dict()
+        if self.nets.discriminator is not None:
+            weights["D"] = self.nets.discriminator.net.state_dict()
+        save_models(self.dirs, self.step, weights)
+        save_training_state(self.dirs, self.step, self._state())
+        if self.config.logger.keep_last is not None:
+            prune_checkpoints(self.dirs, self.config.logger.keep_last)
+        log.info("saved checkpoint at step %d", self.step)
+
+    # --- loop ------------------------------------------------------------------------------------
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self._stop_signal is not None:
+            raise KeyboardInterrupt
+        self._stop_signal = signum
+        log.warning("%s received: saving at the end of this step", signal.Signals(signum).name)
+
+    def _batches(self) -> Iterator[dict[str, torch.Tensor]]:
+        iterator = iter(self.loader)
+        # Creating the iterator draws from torch's RNG; restore the saved streams after it so a resumed
+        # run continues exactly where the interrupted one stopped.
+        if self._rng_state is not None:
+            restore_rng(self._rng_state)
+            self._rng_state = None
+        return iterator
+
+    def run(self) -> None:
+        """Train until ``train.niter`` steps, a stop signal, or too many non-finite losses in a row."""
+        train, logger = self.train, self.config.logger
+        assert train is not None
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        reporter = Reporter(
+            self.dirs.tb_logger if logger.use_tb_logger else None, self.dist.is_main, self.step, train.niter
+        )
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
+        try:
+            batches = self._batches()
+            while self.step < train.niter and self._stop_signal is None:
+                start = time.perf_counter()
+                batch = next(batches)
+                lq = self._to_device(batch["lq"])
+                hq = self._to_device(batch["hq"])
+                loaded = time.perf_counter()
+                result = self.runner.run(lq, hq, self.step)
+                self._check_finite(result.skipped)
+                if self.ema is not None and "generator" not in result.skipped:
+                    self.ema.update(self.nets.generator.net)
+                for scheduler in self.schedulers.values():
+                    scheduler.step()
+                self.step += 1
+                reporter.record(result.values, loaded - start, time.perf_counter() - start)
+                self._periodic(reporter)
+            if self.step >= train.niter or self._stop_signal is not None:
+                self._save_unless_saved()
+        finally:
+            reporter.close()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
+        tensor = tensor.to(self.device, non_blocking=True)
+        return to_channels_last(tensor, self.config.channels_last)
+
+    def _check_finite(self, skipped: list[str]) -> None:
+        train = self.train
+        assert train is not None
+        if not skipped:
+            self.nonfinite_in_a_row = 0
+            return
+        self.nonfinite_in_a_row += 1
+        log.warning("step %d: non-finite %s loss, step skipped", self.step, " and ".join(skipped))
+        if self.nonfinite_in_a_row >= train.max_nonfinite_steps:
+            raise TrainingStopped(
+                f"the loss was non-finite in {self.nonfinite_in_a_row} steps in a row (up to step {self.step}); "
+                "training stopped, the last saved checkpoint is intact. Lower the learning rate or check the data"
+            )
+
+    def _periodic(self, reporter: Reporter) -> None:
+        train, logger, step = self.train, self.config.logger, self.step
+        assert train is not None
+        if step % logger.print_freq == 0:
+            rates = {k: float(s.get_last_lr()[0]) for k, s in self.schedulers.items()}
+            reporter.flush(step, self.loader.epoch, rates)
+        if step % logger.save_checkpoint_freq == 0:
+            self.save()
+            self._saved_at = step
+        if (
+            self.validator is not None
+            and train.val_freq
+            and (step % train.val_freq == 0 or step == train.niter)
+        ):
+            model = self.ema.module if self.ema is not None else self.nets.generator.net
+            self.validator.run(model, step, reporter)
+        self.dist.barrier()
+
+    def _save_unless_saved(self) -> None:
+        if self._saved_at != self.step:
+            self.save()

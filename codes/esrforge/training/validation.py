@@ -1,0 +1,75 @@
+"""Validation during training: upscale the validation images, score PSNR/SSIM on Y, keep the best model."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ..data.imageio import to_uint8, write_image
+from ..data.imresize import imresize
+from ..inference.tiling import upscale
+from ..metrics import calculate_psnr_torch, calculate_ssim_torch
+from ..options.schema import Config
+from .experiment import ExperimentDirs
+from .reporting import Reporter
+from .state import save_weights
+
+log = logging.getLogger("esrforge")
+
+SIDE_BY_SIDE = 4
+"""How many validation images get a bicubic | output | ground-truth picture each time."""
+
+
+def side_by_side(lq: Tensor, sr: Tensor, hq: Tensor, scale: int) -> Tensor:
+    """``bicubic | sr | hq`` as one ``C x H x 3W`` image in [0, 1]."""
+    bicubic = imresize(lq.float().cpu(), scale).clamp(0, 1)
+    return torch.cat([bicubic[0], sr[0].float().cpu(), hq[0].float().cpu()], dim=-1)
+
+
+class Validator:
+    """Scores a generator on the validation loader; ``best`` is ``{"psnr_y", "step"}`` of the best run."""
+
+    def __init__(self, loader: DataLoader[Any], config: Config, dirs: ExperimentDirs) -> None:
+        assert config.datasets.val is not None
+        self.loader = loader
+        self.scale = config.scale
+        self.tile = config.datasets.val.tile_size
+        self.dirs = dirs
+        self.best: dict[str, float] | None = None
+
+    @torch.no_grad()
+    def run(self, model: nn.Module, step: int, reporter: Reporter) -> dict[str, float]:
+        """Validate ``model`` at ``step``; log and return the mean PSNR-Y and SSIM-Y."""
+        was_training = model.training
+        model.eval()
+        device = next(model.parameters()).device
+        psnrs, ssims = [], []
+        for i, sample in enumerate(tqdm(self.loader, desc="validation", leave=False, unit="img")):
+            lq, hq = sample["lq"].to(device), sample["hq"].to(device)
+            sr = upscale(model, lq, tile=self.tile).clamp(0, 1)
+            psnrs.append(calculate_psnr_torch(sr, hq, crop_border=self.scale, y_channel=True))
+            ssims.append(calculate_ssim_torch(sr, hq, crop_border=self.scale, y_channel=True))
+            if i < SIDE_BY_SIDE:
+                picture = side_by_side(lq, sr, hq, self.scale)
+                name = sample["name"][0]
+                write_image(
+                    self.dirs.val_images / str(step) / f"{name}.png",
+                    to_uint8(picture.permute(1, 2, 0).numpy()),
+                )
+                reporter.image(step, f"val/{name}", picture)
+        model.train(was_training)
+        scores = {"psnr_y": float(torch.cat(psnrs).mean()), "ssim_y": float(torch.cat(ssims).mean())}
+        log.info(
+            "validation at step %d: PSNR-Y %.3f dB, SSIM-Y %.4f", step, scores["psnr_y"], scores["ssim_y"]
+        )
+        reporter.scalars(step, {f"val/{k}": v for k, v in scores.items()})
+        if self.best is None or scores["psnr_y"] > self.best["psnr_y"]:
+            self.best = {"psnr_y": scores["psnr_y"], "step": float(step)}
+            save_weights(self.dirs.models / "best_G.pth", model.state_dict())
+            log.info("new best PSNR-Y: saved models/best_G.pth (step %d)", step)
+        return scores

@@ -1,0 +1,208 @@
+"""test.py as a user runs it: config and direct forms, failures, outputs that never replace inputs, metrics."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from esrforge.cli.common import run_program
+from esrforge.cli.test import main
+from esrforge.data.imageio import read_image, write_image
+from esrforge.data.imresize import imresize
+from esrforge.inference import DEFAULT_OVERLAP
+from esrforge.inference.jobs import plan_jobs
+from esrforge.inference.options import load_test_config
+from esrforge.metrics import calculate_psnr, calculate_ssim
+from esrforge.networks import RRDBNet
+from esrforge.options.errors import OptionError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny x4 RRDBNet saved as Real-ESRGAN does: ``{'params_ema': ...}``."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "tiny_x4.pth"
+    torch.save({"params_ema": RRDBNet(nf=8, nb=1, gc=4).state_dict()}, path)
+    return path
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> Path:
+    folder = tmp_path / "lr"
+    rng = np.random.default_rng(0)
+    write_image(folder / "a.png", rng.integers(0, 256, (24, 36, 3), dtype=np.uint8))
+    write_image(folder / "sub" / "b.jpg", rng.integers(0, 256, (20, 20, 3), dtype=np.uint8))
+    return folder
+
+
+def run(*argv: str | Path) -> int:
+    return run_program(lambda: main([str(a) for a in argv]))
+
+
+def test_direct_form_as_a_subprocess(tmp_path, checkpoint, images):
+    out = tmp_path / "out"
+    command = [sys.executable, REPO / "codes" / "test.py", "--model", checkpoint, "--input", images]
+    result = subprocess.run(
+        [str(c) for c in [*command, "--output", out, "--tile", "16", "--recursive"]],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert read_image(out / "a_x4.png").shape == (96, 144, 3)
+    assert read_image(out / "sub" / "b_x4.png").shape == (80, 80, 3)
+
+
+def test_bad_model_path_is_one_line_and_exit_code_2(tmp_path, images):
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "codes" / "test.py"),
+            "--model",
+            str(tmp_path / "none.pth"),
+            "--input",
+            str(images),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--model" in lines[0] and "none.pth" in lines[0], result.stderr
+
+
+def write_config(tmp_path: Path, checkpoint: Path, dataset: dict[str, object], **extra: object) -> Path:
+    raw = {
+        "name": "tiny",
+        "scale": 4,
+        "gpu_ids": [],
+        "datasets": {"test": dataset},
+        "path": {"pretrain_model_generator": str(checkpoint), "results_root": "results"},
+        "inference": {"tile_size": 16, "tile_pad": 4, "tile_overlap": 4},
+        **extra,
+    }
+    path = tmp_path / "test.yml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_config_form_with_set_overrides(tmp_path, checkpoint, images):
+    config = write_config(tmp_path, checkpoint, {"dataroot": "lr"})
+    assert run("-opt", config, "--set", "inference.suffix=sr", "inference.tile_size=null") == 0
+    assert read_image(tmp_path / "results" / "tiny" / "a_sr.png").shape == (96, 144, 3)
+    assert not (tmp_path / "results" / "tiny" / "sub").exists()  # not recursive
+
+
+def test_shipped_config_parses(checkpoint, images):
+    shipped = REPO / "options" / "test_esrgan_x4.yml"
+    with pytest.raises(
+        OptionError, match=r"test_esrgan_x4\.yml: datasets\.test\.dataroot: path does not exist"
+    ):
+        load_test_config(shipped)
+    config = load_test_config(
+        shipped, [f"datasets.test.dataroot={images}", f"path.pretrain_model_generator={checkpoint}"]
+    )
+    assert config.inference.tile_size == "auto" and config.inference.tile_overlap == DEFAULT_OVERLAP
+    assert config.output_dir == REPO / "results" / "test_esrgan_x4"
+    assert config.networks.generator is None and config.scale == 4
+
+
+def test_recursive_input_skips_earlier_results_inside_it(tmp_path, images):
+    write_image(images / "results" / "a_x4.png", np.zeros((8, 8, 3), np.uint8))
+    jobs = plan_jobs(images, images / "results", "x4", "png", recursive=True)
+    assert sorted(job.name for job in jobs) == ["a.png", "sub/b.jpg"]
+    assert jobs[0].output == images / "results" / "a_x4.png"
+
+
+def test_config_errors_are_one_line(tmp_path, checkpoint, images, caplog):
+    config = write_config(tmp_path, checkpoint, {"dataroot": "lr"}, scale=2)
+    assert run("-opt", config) == 2
+    assert "config says 2, the checkpoint is a x4 model" in caplog.text
+    assert run("-opt", config, "--model", checkpoint) == 2
+    assert "--model: not used with -opt" in caplog.text
+    assert run("--input", images) == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 3 and all("\n" not in e for e in errors)
+
+
+def test_unreadable_file_is_skipped_reported_and_exit_code_1(tmp_path, checkpoint, images, caplog):
+    (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    out = tmp_path / "out"
+    assert run("--model", checkpoint, "--input", images, "--output", out, "--tile", "16") == 1
+    assert (out / "a_x4.png").is_file() and not (out / "broken_x4.png").exists()
+    assert "broken.png: skipped: cannot decode" in caplog.text
+    assert "1 image(s) failed: broken.png" in caplog.text
+
+
+def test_never_writes_over_an_input(tmp_path, checkpoint, images, caplog):
+    before = (images / "a.png").read_bytes()
+    assert run("--model", checkpoint, "--input", images, "--output", images, "--suffix", "") == 2
+    assert "would overwrite the input" in caplog.text
+    assert (images / "a.png").read_bytes() == before
+    assert sorted(p.name for p in images.iterdir()) == ["a.png", "sub"]
+
+
+def read_scores(path: Path) -> dict[str, dict[str, float]]:
+    with path.open() as handle:
+        return {
+            row["name"]: {k: float(v) for k, v in row.items() if k != "name"}
+            for row in csv.DictReader(handle)
+        }
+
+
+def test_gt_metrics_equal_esrforge_metrics(tmp_path, checkpoint):
+    rng = np.random.default_rng(3)
+    gt_dir, lr_dir, out = tmp_path / "gt", tmp_path / "lr", tmp_path / "out"
+    for name in ("x", "y"):
+        gt = rng.integers(0, 256, (40, 44, 3), dtype=np.uint8)
+        write_image(gt_dir / f"{name}.png", gt)
+        write_image(lr_dir / f"{name}.png", imresize(gt, 0.25))
+    assert run("--model", checkpoint, "--input", lr_dir, "--output", out, "--gt", gt_dir, "--tile", "16") == 0
+    scores = read_scores(out / "metrics.csv")
+    for name in ("x", "y"):
+        sr, gt = read_image(out / f"{name}_x4.png"), read_image(gt_dir / f"{name}.png")
+        assert scores[f"{name}.png"]["psnr_y"] == pytest.approx(
+            calculate_psnr(sr, gt, 4, y_channel=True), abs=1e-5
+        )
+        assert scores[f"{name}.png"]["ssim_y"] == pytest.approx(
+            calculate_ssim(sr, gt, 4, y_channel=True), abs=1e-5
+        )
+    assert scores["mean"]["psnr_y"] == pytest.approx(
+        (scores["x.png"]["psnr_y"] + scores["y.png"]["psnr_y"]) / 2
+    )
+
+
+def test_downscale_gt_makes_the_input_with_matlab_imresize(tmp_path, checkpoint):
+    gt = np.random.default_rng(4).integers(0, 256, (42, 45, 3), dtype=np.uint8)  # not a multiple of 4
+    write_image(tmp_path / "hr" / "z.png", gt)
+    out = tmp_path / "out"
+    assert run("--model", checkpoint, "--input", tmp_path / "hr", "--output", out, "--downscale-gt") == 0
+    sr = read_image(out / "z_x4.png")
+    assert sr.shape == (40, 44, 3)
+    cropped = gt[:40, :44]
+    direct = tmp_path / "direct"
+    write_image(tmp_path / "lr" / "z.png", imresize(cropped, 0.25))
+    assert run("--model", checkpoint, "--input", tmp_path / "lr", "--output", direct, "--tile", "0") == 0
+    assert np.abs(sr.astype(int) - read_image(direct / "z_x4.png").astype(int)).max() <= 1  # tiled vs whole
+    scores = read_scores(out / "metrics.csv")
+    assert scores["z.png"]["psnr_y"] == pytest.approx(
+        calculate_psnr(sr, cropped, 4, y_channel=True), abs=1e-5
+    )
+
+
+def test_half_precision_flags_on_the_cpu(tmp_path, checkpoint, images, caplog):
+    assert run("--model", checkpoint, "--input", images / "a.png", "-o", tmp_path / "h", "--half", "--cpu") == 0
+    assert "fp16 needs CUDA: running in fp32" in caplog.text
+    assert run("--model", checkpoint, "--input", images / "a.png", "-o", tmp_path / "b", "--bf16", "--cpu") == 0
+    half, full = read_image(tmp_path / "b" / "a_x4.png"), read_image(tmp_path / "h" / "a_x4.png")
+    assert np.abs(half.astype(int) - full.astype(int)).max() <= 2  # bf16 vs fp32 on the tiny model

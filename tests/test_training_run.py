@@ -1,0 +1,219 @@
+"""train.py end to end on the CPU: a tiny GAN run, exact resume after a hard kill, signals, non-finite losses."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from esrforge.cli.common import run_program
+from esrforge.cli.train import main
+from esrforge.data.imageio import write_image
+from esrforge.losses.pixel import PixelLoss
+
+REPO = Path(__file__).resolve().parents[1]
+
+KILL_AT_STEP = """
+import os, signal, sys
+sys.path.insert(0, {codes!r})
+from esrforge.training import steps
+original = steps.IterationRunner.run
+def run(self, lq, hq, step):
+    if step == {step}:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return original(self, lq, hq, step)
+steps.IterationRunner.run = run
+from esrforge.cli.train import run as train
+sys.argv = ["train.py", *{args!r}]
+train()
+"""
+
+
+def tiny_gan_config(root: Path, niter: int = 6) -> Path:
+    """Every loss of the recipe, EMA and validation, on 96 px tiles and a 1-block RRDB."""
+    rng = np.random.default_rng(1)
+    for i in range(3):
+        base = rng.integers(0, 256, (13, 13, 3)).astype(np.float32)
+        image = np.kron(base, np.ones((8, 8, 1)))[:100, :100] + rng.normal(0, 8, (100, 100, 3))
+        write_image(root / "data" / f"img{i}.png", np.clip(image, 0, 255).astype(np.uint8))
+    raw = {
+        "name": "run",
+        "gpu_ids": [],
+        "datasets": {
+            "train": {
+                "type": "HRPatchDataset",
+                "dataroot": "data",
+                "target_size": 96,
+                "batch_size": 2,
+                "n_workers": 1,
+            },
+            "val": {"type": "FullImageDataset", "dataroot": "data", "max_images": 1},
+        },
+        "networks": {
+            "generator": {"type": "RRDBNet", "nf": 8, "nb": 1, "gc": 4},
+            "discriminator": {"type": "VGGDiscriminatorGN", "nf": 8, "image_size": 64},
+        },
+        "path": {"experiments_root": "experiments"},
+        "train": {
+            "niter": niter,
+            "val_freq": 3,
+            "ema_decay": 0.9,
+            "lr_steps": [4],
+            "losses": [
+                {"type": "pixel", "weight": 0.05},
+                {"type": "perceptual", "pretrained": False, "after": 2},
+                {"type": "translational", "patch_size": 64, "after": 2},
+                {"type": "gan", "weight": 0.02, "after": 2},
+                {"type": "gradient_penalty", "after": 2},
+            ],
+        },
+        "logger": {"print_freq": 2, "save_checkpoint_freq": 3, "use_tb_logger": True},
+    }
+    path = root / "config.yml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def tensors_equal(a: object, b: object) -> bool:
+    """Deep equality of nested state with tensors compared exactly."""
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.shape == b.shape and bool(torch.equal(a, b))
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(tensors_equal(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(tensors_equal(x, y) for x, y in zip(a, b, strict=True))  # type: ignore[arg-type]
+    return a == b
+
+
+@pytest.mark.slow
+def test_resume_after_hard_kill_is_bit_exact(tmp_path):
+    config = tiny_gan_config(tmp_path)
+    assert run_program(lambda: main(["-opt", str(config), "--set", "name=straight"])) == 0
+    straight = tmp_path / "experiments" / "straight"
+    args = ["-opt", str(config), "--set", "name=killed", "path.resume_state=auto"]
+    script = KILL_AT_STEP.format(codes=str(REPO / "codes"), step=4, args=args)
+    killed = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    resumed = tmp_path / "experiments" / "killed"
+    assert sorted(p.name for p in (resumed / "training_state").iterdir()) == ["3.state"]
+    assert run_program(lambda: main(args)) == 0
+    for name in ("6_G.pth", "6_G_ema.pth", "6_D.pth"):
+        a = torch.load(straight / "models" / name, weights_only=True)
+        b = torch.load(resumed / "models" / name, weights_only=True)
+        assert tensors_equal(a, b), name
+    a = torch.load(straight / "training_state" / "6.state", weights_only=True)
+    b = torch.load(resumed / "training_state" / "6.state", weights_only=True)
+    for key in ("networks", "optimizers", "schedulers", "ema", "loader", "step", "epoch"):
+        assert tensors_equal(a[key], b[key]), key
+    assert (straight / "models" / "best_G.pth").is_file()
+    assert list((straight / "val_images" / "3").glob("*.png"))
+    assert list((straight / "tb_logger").iterdir())
+    assert "step 6" in (straight / "train.log").read_text()
+
+
+@pytest.mark.slow
+def test_sigterm_saves_and_exits_cleanly(tmp_path):
+    config = tiny_gan_config(tmp_path, niter=10_000)
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "codes" / "train.py"), "-opt", str(config), "--set", "train.val_freq=0"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    states = tmp_path / "experiments" / "run" / "training_state"
+    deadline = time.monotonic() + 240
+    while not (states.is_dir() and list(states.glob("*.state"))) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    steps = sorted(int(p.stem) for p in states.glob("*.state"))
+    assert steps and "SIGTERM received" in err
+    tail = err[err.index("SIGTERM received") :]
+    assert f"saved checkpoint at step {steps[-1]}" in tail  # the state of the step it stopped at
+
+
+def test_nonfinite_losses_stop_training_and_keep_the_checkpoint(tmp_path, monkeypatch):
+    config = tiny_gan_config(tmp_path, niter=20)
+    original = PixelLoss.forward
+
+    def forward(self, ctx):
+        value = original(self, ctx)
+        return value * float("nan") if os.environ.get("NAN_FROM_NOW") else value
+
+    monkeypatch.setattr(PixelLoss, "forward", forward)
+    calls = {"n": 0}
+    from esrforge.training import steps
+
+    run = steps.IterationRunner.run
+
+    def counted(self, lq, hq, step):
+        calls["n"] += 1
+        if step == 4:
+            monkeypatch.setenv("NAN_FROM_NOW", "1")
+        return run(self, lq, hq, step)
+
+    monkeypatch.setattr(steps.IterationRunner, "run", counted)
+    overrides = ["train.max_nonfinite_steps=3", "train.val_freq=0", "train.losses[1].after=100"]
+    assert run_program(lambda: main(["-opt", str(config), "--set", *overrides])) == 1
+    states = tmp_path / "experiments" / "run" / "training_state"
+    assert sorted(p.name for p in states.iterdir()) == ["3.state", "6.state"]
+    assert calls["n"] == 7  # steps 0-3 fine, 4-6 non-finite, then it stops
+    weights = torch.load(tmp_path / "experiments" / "run" / "models" / "6_G.pth", weights_only=True)
+    assert all(
+        bool(torch.isfinite(t).all()) for t in weights.values()
+    )  # skipped steps never reach the weights
+
+
+DDP_WORKER = """
+import os, sys
+sys.path.insert(0, {codes!r})
+import torch
+from esrforge.training import trainer
+original = trainer.Trainer.run
+def run(self):
+    original(self)
+    rank = int(os.environ["RANK"])
+    torch.save(self.nets.generator.net.state_dict(), os.path.join({out!r}, f"G_rank{{rank}}.pt"))
+    torch.save(self.nets.discriminator.net.state_dict(), os.path.join({out!r}, f"D_rank{{rank}}.pt"))
+trainer.Trainer.run = run
+from esrforge.cli.train import run as train
+sys.argv = ["train.py", "-opt", {config!r}, "--set", "train.val_freq=0"]
+train()
+"""
+
+
+@pytest.mark.slow
+def test_two_process_gloo_run_keeps_ranks_identical(tmp_path):
+    config = tiny_gan_config(tmp_path, niter=4)
+    script = tmp_path / "worker.py"
+    script.write_text(DDP_WORKER.format(codes=str(REPO / "codes"), out=str(tmp_path), config=str(config)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for net in ("G", "D"):
+        a = torch.load(tmp_path / f"{net}_rank0.pt", weights_only=True)
+        b = torch.load(tmp_path / f"{net}_rank1.pt", weights_only=True)
+        assert tensors_equal(a, b), net
+    models = tmp_path / "experiments" / "run" / "models"
+    assert sorted(p.name for p in models.glob("*_G.pth")) == ["3_G.pth", "4_G.pth"]  # rank 0 alone writes
+    assert (
+        "process 1 of 2" in result.stderr
+        or "process 1 of 2" in (tmp_path / "experiments/run/train.log").read_text()
+    )
