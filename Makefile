@@ -28,8 +28,7 @@ unit: $(STAMP)
 test: lint typecheck unit
 
 demo: $(STAMP)
-	$(BIN)/python codes/train.py -opt options/train_div2k_esrgan.yml --dry-run \
-		--set datasets.train.dataroot=datasets/README.md
+	$(BIN)/python codes/scripts/demo.py
 
 clean:
 	rm -rf $(VENV)

@@ -20,6 +20,9 @@ setup(
         for line in (HERE / "requirements.txt").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ],
-    extras_require={"dev": ["pytest>=7", "ruff>=0.5", "mypy>=1.10", "types-PyYAML", "types-tqdm"]},
+    extras_require={
+        "demo": ["scikit-image>=0.22"],
+        "dev": ["pytest>=7", "ruff>=0.5", "mypy>=1.10", "types-PyYAML", "types-tqdm", "scikit-image>=0.22"],
+    },
     entry_points={"console_scripts": ["esrforge-train=esrforge.cli.train:run"]},
 )

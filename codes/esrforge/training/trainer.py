@@ -26,7 +26,7 @@ from .distributed import DistributedContext
 from .ema import ModelEMA
 from .experiment import ExperimentDirs
 from .optim import build_optimizer, build_scheduler
-from .precision import Precision, to_channels_last
+from .precision import Precision, configure_backends, to_channels_last
 from .reporting import Reporter
 from .state import (
     capture_rng,
@@ -62,6 +62,7 @@ class Trainer:
             raise ValueError("train.py needs the train and datasets.train sections")
         self.config, self.train, self.dirs, self.dist = config, config.train, dirs, dist
         self.device = dist.device
+        configure_backends(self.device)
         self.precision = Precision(config.fp16, config.bf16, self.device)
         _seed_everything(self.train.manual_seed + dist.rank)
         self.nets = self._build_networks()
