@@ -24,5 +24,11 @@ setup(
         "demo": ["scikit-image>=0.22"],
         "dev": ["pytest>=7", "ruff>=0.5", "mypy>=1.10", "types-PyYAML", "types-tqdm", "scikit-image>=0.22"],
     },
-    entry_points={"console_scripts": ["esrforge-train=esrforge.cli.train:run"]},
+    entry_points={
+        "console_scripts": [
+            "esrforge-train=esrforge.cli.train:run",
+            "esrforge-test=esrforge.cli.test:run",
+            "esrforge-video=esrforge.cli.process_video:run",
+        ]
+    },
 )

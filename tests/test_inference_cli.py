@@ -201,8 +201,9 @@ def test_downscale_gt_makes_the_input_with_matlab_imresize(tmp_path, checkpoint)
 
 
 def test_half_precision_flags_on_the_cpu(tmp_path, checkpoint, images, caplog):
-    assert run("--model", checkpoint, "--input", images / "a.png", "-o", tmp_path / "h", "--half", "--cpu") == 0
+    image = images / "a.png"
+    assert run("--model", checkpoint, "--input", image, "-o", tmp_path / "h", "--half", "--cpu") == 0
     assert "fp16 needs CUDA: running in fp32" in caplog.text
-    assert run("--model", checkpoint, "--input", images / "a.png", "-o", tmp_path / "b", "--bf16", "--cpu") == 0
+    assert run("--model", checkpoint, "--input", image, "-o", tmp_path / "b", "--bf16", "--cpu") == 0
     half, full = read_image(tmp_path / "b" / "a_x4.png"), read_image(tmp_path / "h" / "a_x4.png")
     assert np.abs(half.astype(int) - full.astype(int)).max() <= 2  # bf16 vs fp32 on the tiny model

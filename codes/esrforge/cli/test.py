@@ -41,7 +41,7 @@ DIRECT_ONLY = (
 )  # fmt: skip
 
 
-def _tile(text: str) -> str | int | None:
+def parse_tile(text: str) -> str | int | None:
     """``auto``, ``0`` (whole images) or a tile size."""
     if text == "auto":
         return text
@@ -88,7 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     direct.add_argument(
         "--param-key", help="checkpoint entry holding the weights (default: params_ema, params, ...)"
     )
-    direct.add_argument("--tile", type=_tile, default="auto", help="tile size, auto, or 0 for whole images")
+    direct.add_argument(
+        "--tile", type=parse_tile, default="auto", help="tile size, auto, or 0 for whole images"
+    )
     direct.add_argument("--tile-pad", type=int, default=DEFAULT_PAD, help="context pixels per tile side")
     direct.add_argument(
         "--tile-overlap", type=int, default=DEFAULT_OVERLAP, help="feathered pixels between tiles"

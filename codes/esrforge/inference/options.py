@@ -17,7 +17,7 @@ from ..networks.base import NetworkOptions
 from ..options.convert import Resolver, convert
 from ..options.errors import OptionError
 from ..options.fields import InputPath, option, require
-from ..options.loader import _inherit_scale, apply_override
+from ..options.loader import apply_override, inherit_scale
 from ..options.schema import SCALES
 from ..options.yaml_io import read_yaml
 from .tiling import TileOptions
@@ -156,7 +156,7 @@ def config_from_data(
     try:
         for assignment in overrides:
             overridden.append(apply_override(data, assignment))
-        _inherit_scale(data)
+        inherit_scale(data)
         config: TestConfig = convert(TestConfig, data, "", Resolver(base_dir=base_dir))
     except OptionError as err:
         if any(err.key == k or err.key.startswith((f"{k}.", f"{k}[")) for k in overridden):

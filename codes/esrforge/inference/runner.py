@@ -19,7 +19,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ..data.imageio import to_uint8
 from ..logs import LOGGER_NAME
-from ..metrics.evaluate import ImageScore, _align, format_table, score_pair, write_csv
+from ..metrics.evaluate import ImageScore, align_to_gt, format_table, score_pair, write_csv
 from ..networks import RRDBNetOptions, build_network, load_generator, load_into
 from .engine import select_device
 from .images import (
@@ -120,7 +120,7 @@ class ImageProcessor:
             return None
         sr = to_uint8(compose(output[:, :, :3], None, image.grey) if output.ndim == 3 else output)
         reference = to_uint8(compose(gt.rgb, None, gt.grey))
-        sr, reference = _align(sr, reference, job.output, job.gt or job.source, self.scale)
+        sr, reference = align_to_gt(sr, reference, job.output, job.gt or job.source, self.scale)
         crop = self.scale if self.crop_border is None else self.crop_border
         return score_pair(job.name, sr, reference, crop)
 

@@ -100,7 +100,7 @@ class Upscaler:
         if image.ndim != 3:
             raise ValueError(f"expected a (C, H, W) image, got shape {tuple(image.shape)}")
         height, width = image.shape[1:]
-        padded = _pad_to_multiple(image.float(), self.multiple)
+        padded = pad_to_multiple(image.float(), self.multiple)
         while True:
             grid = self.plan(padded.shape[1], padded.shape[2], image.shape[0])
             try:
@@ -125,7 +125,7 @@ class Upscaler:
                 if output is None:
                     channels, height, width = band.size
                     output = torch.empty(height, width, channels, dtype=out_dtype).permute(2, 0, 1)
-                output[:, band.row : band.row + band.data.shape[1]] = _convert(band.data, out_dtype)
+                output[:, band.row : band.row + band.data.shape[1]] = convert_range(band.data, out_dtype)
         assert output is not None  # a grid has at least one tile
         return output
 
@@ -138,7 +138,7 @@ class Upscaler:
         self.tile = smaller
 
 
-def _pad_to_multiple(image: Tensor, multiple: int) -> Tensor:
+def pad_to_multiple(image: Tensor, multiple: int) -> Tensor:
     """Extend a ``(C, H, W)`` image at the bottom and right (edge pixels repeated) to multiples of ``multiple``."""
     pad_h, pad_w = -image.shape[1] % multiple, -image.shape[2] % multiple
     if not (pad_h or pad_w):
@@ -146,7 +146,7 @@ def _pad_to_multiple(image: Tensor, multiple: int) -> Tensor:
     return F.pad(image[None], (0, pad_w, 0, pad_h), mode="replicate")[0]
 
 
-def _convert(values: Tensor, dtype: torch.dtype) -> Tensor:
+def convert_range(values: Tensor, dtype: torch.dtype) -> Tensor:
     """Float values in [0, 1] as ``dtype``: integer types are clamped, scaled and rounded."""
     top = INTEGER_RANGES.get(dtype)
     if top is None:

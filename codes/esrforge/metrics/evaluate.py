@@ -102,7 +102,7 @@ def match_sr_files(gt_files: Sequence[Path], sr_files: Sequence[Path]) -> dict[P
     return {gt: candidates[0] for gt, candidates in matches.items()}
 
 
-def _align(
+def align_to_gt(
     sr: np.ndarray, gt: np.ndarray, sr_path: Path, gt_path: Path, scale: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Crop GT to the SR size and reconcile grey/RGB; raises ValueError naming the file on a mismatch."""
@@ -136,7 +136,7 @@ def evaluate_folder(gt_dir: Path, sr_dir: Path | None, scale: int, crop_border: 
         if pairs is None:
             sr, gt = _bicubic_pair(gt, gt_path, scale)
         else:
-            sr, gt = _align(load_for_scoring(pairs[gt_path]), gt, pairs[gt_path], gt_path, scale)
+            sr, gt = align_to_gt(load_for_scoring(pairs[gt_path]), gt, pairs[gt_path], gt_path, scale)
         try:
             scores.append(score_pair(gt_path.stem, sr, gt, crop_border))
         except ValueError as exc:

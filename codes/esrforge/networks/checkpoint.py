@@ -75,7 +75,7 @@ def _is_state_dict(obj: Any) -> bool:
     return isinstance(obj, dict) and bool(obj) and all(isinstance(v, Tensor) for v in obj.values())
 
 
-def _strip_prefixes(key: str) -> str:
+def strip_prefixes(key: str) -> str:
     while key.startswith(WRAPPER_PREFIXES):
         key = key.split(".", 1)[1]
     return key
@@ -97,7 +97,7 @@ def _unwrap(obj: Any, path: Path, key: str | None) -> StateDict:
                 f"expected a dict of tensors or one under {', '.join(CONTAINER_KEYS)}"
             )
         obj = obj[chosen]
-    return {_strip_prefixes(k): v for k, v in obj.items()}
+    return {strip_prefixes(k): v for k, v in obj.items()}
 
 
 def read_state_dict(path: str | Path, key: str | None = None) -> StateDict:

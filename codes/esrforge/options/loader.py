@@ -63,7 +63,7 @@ def apply_override(data: dict[str, Any], assignment: str) -> str:
     return key
 
 
-def _inherit_scale(data: dict[str, Any]) -> None:
+def inherit_scale(data: dict[str, Any]) -> None:
     """``networks.generator.scale`` defaults to the top-level ``scale``."""
     networks = data.get("networks")
     generator = networks.get("generator") if isinstance(networks, dict) else None
@@ -86,7 +86,7 @@ def load_config_data(
     try:
         for assignment in overrides:
             overridden.append(apply_override(data, assignment))
-        _inherit_scale(data)
+        inherit_scale(data)
         config = convert(Config, data, "", Resolver(base_dir=base_dir, check_paths=check_paths))
         check_config(config)
     except OptionError as err:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..fileio import atomic_write_with
-from ..networks.checkpoint import _strip_prefixes
+from ..networks.checkpoint import strip_prefixes
 from .experiment import STATE_SUFFIX, ExperimentDirs
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ def save_weights(path: Path, state_dict: Mapping[str, torch.Tensor]) -> None:
 
     Wrapper prefixes (``module.`` from DDP, ``_orig_mod.`` from torch.compile) are removed from the keys.
     """
-    plain = {_strip_prefixes(key): value.detach().cpu().contiguous() for key, value in state_dict.items()}
+    plain = {strip_prefixes(key): value.detach().cpu().contiguous() for key, value in state_dict.items()}
     _save(plain, Path(path))
 
 
