@@ -103,7 +103,8 @@ def throughput(args: argparse.Namespace, device: torch.device) -> None:
     print(f"{'input':>10} {'tiling':>22} {'work':>6} {'s/image':>9} {'images/s':>9} {'LR Mpx/s':>9}")
     for height, width in args.sizes:
         image = smooth_image(height, width)
-        for tile in (None, min(args.tile, max(height, width) // 2)):
+        tiled = min(args.tile, max(height, width) // 2)
+        for tile in [t for mode, t in (("untiled", None), ("tiled", tiled)) if mode in args.modes]:
             upscaler = Upscaler(model, TileOptions(tile_size=tile, tile_batch_size=args.batch))
             seconds = best_time(partial(upscaler, image, torch.uint8), args.repeats)
             label = "untiled" if tile is None else f"tile {tile} pad {DEFAULT_PAD} ov {DEFAULT_OVERLAP}"
@@ -246,6 +247,11 @@ def realesrgan(args: argparse.Namespace, device: torch.device) -> None:
         print(f"   {width}x{height}: tile {args.tile}: {seconds:.2f} s/image, {1 / seconds:.3f} images/s")
 
 
+def _size(text: str) -> tuple[int, int]:
+    height, _, width = text.partition("x")
+    return int(height), int(width)
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -263,6 +269,10 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--batch", type=int, default=1, help="tiles per forward pass")
     parser.add_argument(
+        "--sizes", type=_size, nargs="+", help="input sizes as HxW (default 256x256 720x1280)"
+    )
+    parser.add_argument("--modes", nargs="+", choices=("untiled", "tiled"), default=["untiled", "tiled"])
+    parser.add_argument(
         "--skip", nargs="*", default=[], choices=("speed", "precision", "memory", "realesrgan")
     )
     parser.add_argument(
@@ -272,7 +282,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--child-size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--child-tile", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    args.sizes = [(128, 128), (180, 320)] if args.quick else [(256, 256), (720, 1280)]
+    if args.sizes is None:
+        args.sizes = [(128, 128), (180, 320)] if args.quick else [(256, 256), (720, 1280)]
     args.tile = args.tile or (128 if args.quick else 256)
     if args.child_tile == 0:
         args.child_tile = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import random
 import re
 from pathlib import Path
 from typing import Any
@@ -190,7 +191,9 @@ def test_missing_and_corrupt_files(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError) as missing:
         read_state_dict(tmp_path / "nope.pth")
     one_line_error(missing, "nope.pth", "not found")
-    for name, data in [("junk.pth", os.urandom(64)), ("empty.pth", b""), ("bad.safetensors", b"garbage")]:
+    rng = random.Random(0)
+    junk = [(f"junk{i}.pth", rng.randbytes(64)) for i in range(50)]
+    for name, data in [*junk, ("empty.pth", b""), ("bad.safetensors", b"garbage")]:
         (tmp_path / name).write_bytes(data)
         with pytest.raises(ValueError) as info:
             read_state_dict(tmp_path / name)

@@ -20,25 +20,32 @@ from ..inference.tiling import DEFAULT_OVERLAP, DEFAULT_PAD
 from ..options.errors import OptionError
 from .common import exit_with
 
-# Config keys of the direct form's flags, for error messages that name the flag the user typed.
-FLAGS = {
-    "path.pretrain_model_generator": "--model",
-    "datasets.test.dataroot": "--input",
-    "datasets.test.dataroot_GT": "--gt",
-    "path.output": "--output",
-    "scale": "--scale",
-    "inference.tile_size": "--tile",
-    "inference.tile_pad": "--tile-pad",
-    "inference.tile_overlap": "--tile-overlap",
-    "inference.tile_batch_size": "--tile-batch",
-    "inference.suffix": "--suffix",
+# The direct form's flags (argparse names) and the config keys they set: used to build its config, to
+# refuse them beside -opt, and to name the flag the user typed in error messages.
+DIRECT_FLAGS = {
+    "model": "path.pretrain_model_generator",
+    "input": "datasets.test.dataroot",
+    "output": "path.output",
+    "recursive": "datasets.test.recursive",
+    "gt": "datasets.test.dataroot_GT",
+    "downscale_gt": "datasets.test.downscale_gt",
+    "scale": "scale",
+    "param_key": "path.param_key",
+    "tile": "inference.tile_size",
+    "tile_pad": "inference.tile_pad",
+    "tile_overlap": "inference.tile_overlap",
+    "tile_batch": "inference.tile_batch_size",
+    "half": "fp16",
+    "bf16": "bf16",
+    "cpu": "gpu_ids",
+    "suffix": "inference.suffix",
+    "ext": "inference.ext",
+    "alpha_upsampler": "inference.alpha_upsampler",
 }
 
 
-DIRECT_ONLY = (
-    "model", "input", "output", "recursive", "gt", "downscale_gt", "scale", "param_key", "tile", "tile_pad",
-    "tile_overlap", "tile_batch", "half", "bf16", "cpu", "suffix", "ext", "alpha_upsampler",
-)  # fmt: skip
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
 
 
 def parse_tile(text: str) -> str | int | None:
@@ -111,37 +118,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def direct_data(args: argparse.Namespace) -> dict[str, Any]:
     """The config (as raw data) that the direct form's flags describe."""
-    model: Path = args.model
-    dataset: dict[str, Any] = {"dataroot": str(args.input), "downscale_gt": args.downscale_gt}
-    dataset.update(recursive=args.recursive, dataroot_GT=None if args.gt is None else str(args.gt))
-    return {
-        "name": model.stem or "model",
-        "scale": args.scale,
-        "gpu_ids": [0] if torch.cuda.is_available() and not args.cpu else [],
-        "fp16": args.half,
-        "bf16": args.bf16,
-        "datasets": {"test": dataset},
-        "path": {
-            "pretrain_model_generator": str(model),
-            "param_key": args.param_key,
-            "results_root": "results",
-            "output": None if args.output is None else str(args.output),
-        },
-        "inference": {
-            "tile_size": args.tile,
-            "tile_pad": args.tile_pad,
-            "tile_overlap": args.tile_overlap,
-            "tile_batch_size": args.tile_batch,
-            "suffix": args.suffix,
-            "ext": args.ext,
-            "alpha_upsampler": args.alpha_upsampler,
-        },
-    }
+    data: dict[str, Any] = {"name": args.model.stem or "model", "path": {"results_root": "results"}}
+    for dest, key in DIRECT_FLAGS.items():
+        value = getattr(args, dest)
+        if dest == "cpu":
+            value = [0] if torch.cuda.is_available() and not value else []
+        *parents, last = key.split(".")
+        node = data
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = str(value) if isinstance(value, Path) else value
+    return data
 
 
 def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> TestConfig:
     """The config of ``-opt`` (with ``--set``), or the one the direct form's flags describe."""
-    direct = [f"--{d.replace('_', '-')}" for d in DIRECT_ONLY if getattr(args, d) != parser.get_default(d)]
+    direct = [_flag(d) for d in DIRECT_FLAGS if getattr(args, d) != parser.get_default(d)]
     if args.opt is not None:
         if direct:
             raise ValueError(
@@ -155,7 +147,7 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
     try:
         return config_from_data(direct_data(args), "", Path.cwd())
     except OptionError as err:
-        err.key = FLAGS.get(err.key, err.key)
+        err.key = next((_flag(d) for d, key in DIRECT_FLAGS.items() if key == err.key), err.key)
         raise
 
 
