@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
@@ -41,3 +42,16 @@ def _one_line(err: BaseException) -> str:
 def exit_with(main: Callable[[], int | None]) -> None:
     """``sys.exit(run_program(main))``: the body of an entry script."""
     sys.exit(run_program(main))
+
+
+def add_overrides_argument(parser: argparse.ArgumentParser, example: str) -> None:
+    """``--set KEY=VALUE ...`` (repeatable), collected in ``args.overrides``."""
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override config values, e.g. --set {example}",
+    )

@@ -22,7 +22,7 @@ from ..metrics import calculate_psnr
 from ..options.errors import OptionError
 from ..options.loader import load_config
 from . import test as test_cli
-from .common import exit_with
+from .common import add_overrides_argument, exit_with
 from .train import train
 
 log = logging.getLogger("esrforge")
@@ -69,9 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Train a small x4 model on built-in photos and show the result."
     )
     parser.add_argument("--config", type=Path, default=REPO / "options" / "demo_x4.yml")
-    parser.add_argument(
-        "--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE"
-    )
+    add_overrides_argument(parser, "train.niter=200")
     parser.add_argument("--output", type=Path, default=REPO / "results" / "demo", help="where results go")
     args = parser.parse_args(argv)
     config = load_config(args.config, args.overrides, check_paths=False)

@@ -19,7 +19,7 @@ from ..inference.tiling import DEFAULT_OVERLAP, DEFAULT_PAD
 from ..options.errors import OptionError
 from ..video.options import VideoConfig, load_video_config, video_config_from_data
 from ..video.pipeline import run_video
-from .common import exit_with
+from .common import add_overrides_argument, exit_with
 from .test import parse_tile
 
 # Config keys of the direct form's flags, for error messages that name the flag the user typed.
@@ -55,15 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Upscale a video with an ESRGAN generator, keeping its timing, audio and subtitles."
     )
     parser.add_argument("-opt", "--opt", type=Path, help="a config (e.g. options/rrdb_process_video.yml)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override config values, e.g. --set encode.crf=16 gpu_ids=[]",
-    )
+    add_overrides_argument(parser, "encode.crf=16 gpu_ids=[]")
     direct = parser.add_argument_group("without a config")
     direct.add_argument(
         "--model", type=Path, help="generator checkpoint (.pth or .safetensors, any RRDB layout)"

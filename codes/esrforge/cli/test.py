@@ -18,7 +18,7 @@ from ..inference.options import OUTPUT_FORMATS, TestConfig, config_from_data, lo
 from ..inference.runner import run_test
 from ..inference.tiling import DEFAULT_OVERLAP, DEFAULT_PAD
 from ..options.errors import OptionError
-from .common import exit_with
+from .common import add_overrides_argument, exit_with
 
 # The direct form's flags (argparse names) and the config keys they set: used to build its config, to
 # refuse them beside -opt, and to name the flag the user typed in error messages.
@@ -65,15 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Upscale images with an ESRGAN generator, tile by tile; with ground truth, report PSNR/SSIM-Y."
     )
     parser.add_argument("-opt", "--opt", type=Path, help="a test config (e.g. options/test_esrgan_x4.yml)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override config values, e.g. --set inference.tile_size=128 gpu_ids=[]",
-    )
+    add_overrides_argument(parser, "inference.tile_size=128 gpu_ids=[]")
     direct = parser.add_argument_group("without a config")
     direct.add_argument(
         "--model", type=Path, help="generator checkpoint (.pth or .safetensors, any RRDB layout)"

@@ -18,7 +18,7 @@ from ..training.distributed import DistributedContext
 from ..training.experiment import ExperimentDirs, prepare_experiment, resume_path
 from ..training.schedule import phases
 from ..training.trainer import Trainer, TrainingStopped
-from .common import exit_with
+from .common import add_overrides_argument, exit_with
 
 log = logging.getLogger("esrforge")
 
@@ -28,15 +28,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         description="Train an ESRGAN generator (and discriminator) from a YAML config."
     )
     parser.add_argument("-opt", "--opt", required=True, help="the YAML config file")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override config values, e.g. --set train.lr_G=1e-4 networks.generator.nb=6",
-    )
+    add_overrides_argument(parser, "train.lr_G=1e-4 networks.generator.nb=6")
     parser.add_argument(
         "--dry-run",
         action="store_true",

@@ -14,10 +14,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..networks.base import NetworkOptions
-from ..options.convert import Resolver, convert
-from ..options.errors import OptionError
 from ..options.fields import InputPath, option, require
-from ..options.loader import apply_override, inherit_scale
+from ..options.loader import load_typed
 from ..options.schema import SCALES
 from ..options.yaml_io import read_yaml
 from .tiling import TileOptions
@@ -152,18 +150,7 @@ def config_from_data(
     data: dict[str, Any], source: str, base_dir: Path, overrides: Sequence[str] = ()
 ) -> TestConfig:
     """Check raw config ``data`` (from ``source``; paths relative to ``base_dir``) and type it."""
-    overridden: list[str] = []
-    try:
-        for assignment in overrides:
-            overridden.append(apply_override(data, assignment))
-        inherit_scale(data)
-        config: TestConfig = convert(TestConfig, data, "", Resolver(base_dir=base_dir))
-    except OptionError as err:
-        if any(err.key == k or err.key.startswith((f"{k}.", f"{k}[")) for k in overridden):
-            err.message += " (set with --set)"
-        err.source = err.source or source
-        raise
-    return config
+    return load_typed(TestConfig, data, source, base_dir, overrides)
 
 
 def load_test_config(path: Path | str, overrides: Sequence[str] = ()) -> TestConfig:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..networks.base import NETWORKS
 from .checks import check_config
@@ -78,23 +78,44 @@ def inherit_scale(data: dict[str, Any]) -> None:
         generator["scale"] = data["scale"]
 
 
-def load_config_data(
-    data: dict[str, Any], source: str, base_dir: Path, overrides: Sequence[str] = (), check_paths: bool = True
-) -> Config:
-    """Check raw config ``data`` (read from ``source``) and return the typed :class:`Config`."""
+T = TypeVar("T")
+
+
+def load_typed(
+    schema: type[T],
+    data: dict[str, Any],
+    source: str,
+    base_dir: Path,
+    overrides: Sequence[str] = (),
+    check_paths: bool = True,
+    check: Callable[[T], None] | None = None,
+) -> T:
+    """Apply ``overrides`` to raw config ``data`` (read from ``source``) and type it as ``schema``.
+
+    Relative paths resolve against ``base_dir``; ``check`` runs cross-section checks on the result.
+    Any error names ``source``, and says so when the key came from ``--set``.
+    """
     overridden: list[str] = []
     try:
         for assignment in overrides:
             overridden.append(apply_override(data, assignment))
         inherit_scale(data)
-        config = convert(Config, data, "", Resolver(base_dir=base_dir, check_paths=check_paths))
-        check_config(config)
+        config: T = convert(schema, data, "", Resolver(base_dir=base_dir, check_paths=check_paths))
+        if check is not None:
+            check(config)
     except OptionError as err:
         if any(err.key == k or err.key.startswith((f"{k}.", f"{k}[")) for k in overridden):
             err.message += " (set with --set)"
         err.source = err.source or source
         raise
     return config
+
+
+def load_config_data(
+    data: dict[str, Any], source: str, base_dir: Path, overrides: Sequence[str] = (), check_paths: bool = True
+) -> Config:
+    """Check raw training-config ``data`` (read from ``source``) and return the typed :class:`Config`."""
+    return load_typed(Config, data, source, base_dir, overrides, check_paths, check_config)
 
 
 def load_config(path: Path | str, overrides: Sequence[str] = (), check_paths: bool = True) -> Config:

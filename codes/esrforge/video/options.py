@@ -24,10 +24,8 @@ from ..inference.options import (
     TestPathSection,
 )
 from ..inference.tiling import TileOptions
-from ..options.convert import Resolver, convert
-from ..options.errors import OptionError
 from ..options.fields import InputPath, option, require
-from ..options.loader import apply_override, inherit_scale
+from ..options.loader import load_typed
 from ..options.schema import SCALES
 from ..options.yaml_io import read_yaml
 
@@ -217,18 +215,7 @@ def video_config_from_data(
     data: dict[str, Any], source: str, base_dir: Path, overrides: Sequence[str] = ()
 ) -> VideoConfig:
     """Check raw config ``data`` (from ``source``; paths relative to ``base_dir``) and type it."""
-    overridden: list[str] = []
-    try:
-        for assignment in overrides:
-            overridden.append(apply_override(data, assignment))
-        inherit_scale(data)
-        config: VideoConfig = convert(VideoConfig, data, "", Resolver(base_dir=base_dir))
-    except OptionError as err:
-        if any(err.key == k or err.key.startswith((f"{k}.", f"{k}[")) for k in overridden):
-            err.message += " (set with --set)"
-        err.source = err.source or source
-        raise
-    return config
+    return load_typed(VideoConfig, data, source, base_dir, overrides)
 
 
 def load_video_config(path: Path | str, overrides: Sequence[str] = ()) -> VideoConfig:
