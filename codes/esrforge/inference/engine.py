@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -23,20 +22,6 @@ MEMORY_HEADROOM = 0.6
 
 class TileTooLarge(RuntimeError):
     """CUDA ran out of memory on a single tile: the caller should retry with smaller tiles."""
-
-
-def select_device(gpu_ids: Sequence[int]) -> torch.device:
-    """The first of ``gpu_ids`` when CUDA has it, else the CPU (with a warning when GPUs were asked for)."""
-    if not gpu_ids:
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        log.warning("gpu_ids %s asked for, but CUDA is not available: running on the CPU", list(gpu_ids))
-        return torch.device("cpu")
-    if gpu_ids[0] >= torch.cuda.device_count():
-        raise ValueError(f"gpu_ids: CUDA device {gpu_ids[0]} asked for, {torch.cuda.device_count()} present")
-    if len(gpu_ids) > 1:
-        log.warning("inference uses one GPU: cuda:%d (of gpu_ids %s)", gpu_ids[0], list(gpu_ids))
-    return torch.device("cuda", gpu_ids[0])
 
 
 def size_multiple(model: nn.Module) -> int:

@@ -21,7 +21,7 @@ from ..data.imageio import to_uint8
 from ..logs import LOGGER_NAME
 from ..metrics.evaluate import ImageScore, align_to_gt, format_table, score_pair, write_csv
 from ..networks import RRDBNetOptions, build_network, load_generator, load_into
-from .engine import select_device
+from ..training.precision import select_device
 from .images import (
     InputImage,
     compose,
