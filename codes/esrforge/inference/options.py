@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..networks.base import NetworkOptions
-from ..options.fields import InputPath, option, require
+from ..options.fields import InputPath, option, require, require_folder_name
 from ..options.loader import load_typed
 from ..options.schema import SCALES
 from ..options.yaml_io import read_yaml
@@ -124,12 +124,7 @@ class TestConfig:
     inference: InferenceSection = option(factory=InferenceSection, doc="tiling, output files, metrics")
 
     def __post_init__(self) -> None:
-        require(
-            bool(self.name) and "/" not in self.name and self.name not in (".", ".."),
-            "name",
-            "a folder name without '/'",
-            self.name,
-        )
+        require_folder_name(self.name)
         if self.scale is not None:
             require(self.scale in SCALES, "scale", "one of 1, 2, 4, 8 or null", self.scale)
         require(all(i >= 0 for i in self.gpu_ids), "gpu_ids", "device indices >= 0", self.gpu_ids)

@@ -25,6 +25,13 @@ def require(condition: bool, key: str, expected: str, got: Any) -> None:
         raise OptionValueError(key, f"expected {expected}, got {got!r}")
 
 
+def require_folder_name(name: str, key: str = "name") -> None:
+    """``name`` must work as one folder name (it becomes experiments/<name> or results/<name>)."""
+    require(
+        bool(name) and "/" not in name and name not in (".", ".."), key, "a folder name without '/'", name
+    )
+
+
 class MustExist:
     """Marker in ``Annotated[Path, MustExist]``: the loader checks that the path exists."""
 

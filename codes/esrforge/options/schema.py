@@ -14,7 +14,7 @@ from typing import Literal
 from ..data.base import TrainDatasetOptions, ValDatasetOptions
 from ..losses.base import LossOptions
 from ..networks.base import NetworkOptions
-from .fields import InputPath, option, require
+from .fields import InputPath, option, require, require_folder_name
 
 SCALES = (1, 2, 4, 8)
 
@@ -165,12 +165,7 @@ class Config:
     logger: LoggerSection = option(factory=LoggerSection, doc="logging and checkpoint frequency")
 
     def __post_init__(self) -> None:
-        require(
-            bool(self.name) and "/" not in self.name and self.name not in (".", ".."),
-            "name",
-            "a folder name without '/'",
-            self.name,
-        )
+        require_folder_name(self.name)
         require(self.scale in SCALES, "scale", "one of 1, 2, 4, 8", self.scale)
         require(all(i >= 0 for i in self.gpu_ids), "gpu_ids", "device indices >= 0", self.gpu_ids)
         require(not (self.fp16 and self.bf16), "bf16", "fp16 and bf16 not both true", self.bf16)
