@@ -121,12 +121,14 @@ def test_resuming_with_another_schedule_follows_the_config(logs: pytest.LogCaptu
 
 
 def test_ema_averages_parameters_and_copies_buffers() -> None:
-    model = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3))
+    # DataParallel moves the model to the first GPU when there is one.
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3)).to(device)
     ema = ModelEMA(nn.DataParallel(model), decay=0.9)
     assert ema.module is not model and not ema.module.training
     assert not any(p.requires_grad for p in ema.module.parameters())
     before = {k: v.clone() for k, v in ema.state_dict().items()}
-    model.train()(torch.randn(8, 3))  # moves the BatchNorm running statistics
+    model.train()(torch.randn(8, 3, device=device))  # moves the BatchNorm running statistics
     with torch.no_grad():
         for param in model.parameters():
             param.add_(1.0)

@@ -18,6 +18,7 @@ from esrforge.cli.common import run_program
 from esrforge.cli.train import main
 from esrforge.data.imageio import write_image
 from esrforge.losses.pixel import PixelLoss
+from esrforge.training.precision import Precision
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -217,3 +218,36 @@ def test_two_process_gloo_run_keeps_ranks_identical(tmp_path):
         "process 1 of 2" in result.stderr
         or "process 1 of 2" in (tmp_path / "experiments/run/train.log").read_text()
     )
+
+
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_mixed_precision_paths_run_under_cpu_autocast(tmp_path, monkeypatch, precision):
+    """The fp16/bf16 code paths (penalised float32 passes inside fp16 runs too), on CPU autocast."""
+    original = Precision.__init__
+
+    def cpu_autocast(self: Precision, fp16: bool, bf16: bool, device: torch.device) -> None:
+        original(self, fp16, bf16, device)
+        self.dtype = torch.float16 if fp16 else torch.bfloat16
+
+    monkeypatch.setattr(Precision, "__init__", cpu_autocast)
+    config = tiny_gan_config(tmp_path, niter=3)
+    assert run_program(lambda: main(["-opt", str(config), "--set", f"{precision}=true"])) == 0
+    weights = torch.load(tmp_path / "experiments" / "run" / "models" / "3_G.pth", weights_only=True)
+    assert all(t.dtype == torch.float32 and bool(torch.isfinite(t).all()) for t in weights.values())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_cuda_mixed_precision_trains_and_resumes(tmp_path, precision):
+    """Every loss of the recipe under autocast on CUDA; stop at step 3, resume to 6 from the saved state."""
+    config = tiny_gan_config(tmp_path)
+    args = ["-opt", str(config), "--set", "gpu_ids=[0]", f"{precision}=true", "path.resume_state=auto"]
+    assert run_program(lambda: main([*args, "train.niter=3"])) == 0
+    assert run_program(lambda: main([*args, "train.niter=6"])) == 0
+    run_dir = tmp_path / "experiments" / "run"
+    weights = torch.load(run_dir / "models" / "6_G.pth", weights_only=True)
+    assert all(t.dtype == torch.float32 and bool(torch.isfinite(t).all()) for t in weights.values())
+    state = torch.load(run_dir / "training_state" / "6.state", weights_only=True)
+    assert state["step"] == 6
+    scaler = state["scalers"]["G"]
+    assert ("scale" in scaler) == (precision == "fp16")  # a gradient scaler only for float16

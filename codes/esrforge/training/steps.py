@@ -87,7 +87,8 @@ class IterationRunner:
         d_active = self.gan is not None and self.gan.options.active(step)
         for which in self.train.step_order:
             if which == "discriminator" and d_active:
-                self._discriminator_step(fake.detach(), hq, step, result)
+                # float32: the penalised pass below may run outside autocast, where half inputs fail.
+                self._discriminator_step(fake.detach().float(), hq, step, result)
             elif which == "generator":
                 ctx = GeneratorContext(lq, fake, hq, generator, lq_tile, box, self.scale, self.discriminate)
                 self._generator_step(ctx, step, result)
