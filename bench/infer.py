@@ -20,7 +20,6 @@ import argparse
 import contextlib
 import io
 import json
-import math
 import resource
 import subprocess
 import sys
@@ -31,44 +30,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor, nn
-from torch.nn import functional as F
+from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "codes"))
 
 from esrforge.inference import DEFAULT_OVERLAP, DEFAULT_PAD, TileOptions, Upscaler
 from esrforge.inference.grid import TileGrid
+from esrforge.inference.seams import psnr, realish_rrdb, seam_errors, smooth_image
 from esrforge.networks import RRDBNet
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-def smooth_image(height: int, width: int, seed: int = 0) -> Tensor:
-    """A random ``(3, H, W)`` image in [0, 1] with structure at a few scales."""
-    generator = torch.Generator().manual_seed(seed)
-    image = torch.zeros(1, 3, height, width)
-    for cells, weight in ((4, 0.5), (16, 0.3), (64, 0.2)):
-        noise = torch.rand(1, 3, max(2, cells * height // width), cells, generator=generator)
-        image += weight * F.interpolate(noise, size=(height, width), mode="bilinear", align_corners=False)
-    return image[0].clamp(0, 1)
-
-
 def build_model(nb: int, device: torch.device, dtype: torch.dtype, realish: bool = False) -> nn.Module:
-    """x4 RRDBNet 64/nb/32; ``realish``: Kaiming x 2 weights and an image-like output (see tests)."""
+    """x4 RRDBNet 64/nb/32, channels_last; ``realish``: the seam test's stand-in for trained weights."""
     torch.manual_seed(0)
-    model = RRDBNet(nf=64, nb=nb, gc=32, scale=4).eval()
-    if realish:
-        with torch.no_grad():
-            for module in model.modules():
-                if isinstance(module, nn.Conv2d):
-                    nn.init.kaiming_normal_(module.weight, a=0.2, mode="fan_in")
-                    module.weight.mul_(2.0)
-            probe = model(smooth_image(32, 32, seed=1)[None])
-            gain = 0.2 / probe.std()
-            last, bias = model.conv_last.weight, model.conv_last.bias
-            assert bias is not None
-            last.mul_(gain)
-            bias.mul_(gain).add_(0.5 - gain * probe.mean())
+    model = realish_rrdb(64, nb, 32, 4) if realish else RRDBNet(nf=64, nb=nb, gc=32, scale=4).eval()
     return model.to(device=device, dtype=dtype).to(memory_format=torch.channels_last)
 
 
@@ -86,11 +63,11 @@ def best_time(run: Callable[[], object], repeats: int) -> float:
     return min(times)
 
 
-def work_ratio(height: int, width: int, tile: int | None) -> float:
+def work_ratio(height: int, width: int, tile: int | None, overlap: int, pad: int) -> float:
     """Network input pixels per image pixel for ``tile`` (1 untiled)."""
     if tile is None:
         return 1.0
-    grid = TileGrid.plan(height, width, tile, DEFAULT_OVERLAP, DEFAULT_PAD)
+    grid = TileGrid.plan(height, width, tile, overlap, pad)
     crop_h, crop_w = grid.crop_shape()
     return len(grid) * crop_h * crop_w / (height * width)
 
@@ -105,10 +82,13 @@ def throughput(args: argparse.Namespace, device: torch.device) -> None:
         image = smooth_image(height, width)
         tiled = min(args.tile, max(height, width) // 2)
         for tile in [t for mode, t in (("untiled", None), ("tiled", tiled)) if mode in args.modes]:
-            upscaler = Upscaler(model, TileOptions(tile_size=tile, tile_batch_size=args.batch))
+            options = TileOptions(
+                tile_size=tile, tile_pad=args.pad, tile_overlap=args.overlap, tile_batch_size=args.batch
+            )
+            upscaler = Upscaler(model, options)
             seconds = best_time(partial(upscaler, image, torch.uint8), args.repeats)
-            label = "untiled" if tile is None else f"tile {tile} pad {DEFAULT_PAD} ov {DEFAULT_OVERLAP}"
-            ratio = work_ratio(height, width, tile)
+            label = "untiled" if tile is None else f"tile {tile} pad {args.pad} ov {args.overlap}"
+            ratio = work_ratio(height, width, tile, args.overlap, args.pad)
             rate = height * width / seconds / 1e6
             print(
                 f"{width}x{height:<5} {label:>22} {ratio:6.2f} {seconds:9.2f} {1 / seconds:9.3f} {rate:9.4f}"
@@ -138,8 +118,7 @@ def precisions(args: argparse.Namespace) -> None:
             reference = out
         else:
             err = (out - reference).abs() * 255
-            psnr = 10 * math.log10(1 / float(((out - reference) ** 2).mean()))
-            line += f"  vs fp32: max {err.max():.2f}/255, {float((err > 1).float().mean()) * 100:.2f}% > 1/255, {psnr:.1f} dB"
+            line += f"  vs fp32: max {err.max():.2f}/255, {float((err > 1).float().mean()) * 100:.2f}% > 1/255, {psnr(out, reference):.1f} dB"
         print(line)
         model = net.float()
 
@@ -198,7 +177,7 @@ def memory(args: argparse.Namespace) -> None:
         f"   pipeline (stub network): peak {pipeline['peak_mib']:.0f} MiB "
         f"(+{pipeline['peak_mib'] - pipeline['base_mib']:.0f} over start-up), {pipeline['seconds']:.1f} s"
     )
-    crop = tile + DEFAULT_OVERLAP + 2 * DEFAULT_PAD
+    crop = tile + args.overlap + 2 * args.pad
     nb = 1 if args.quick and args.device == "cpu" else args.nb
     one = measure_rss(args, "real", crop, None, nb)
     extra = one["peak_mib"] - one["base_mib"]
@@ -209,6 +188,35 @@ def memory(args: argparse.Namespace) -> None:
     if args.device == "cuda":
         real = measure_rss(args, "real", size, tile, args.nb)
         print(f"   real network on {args.device}: peak {real['peak_mib']:.0f} MiB, {real['seconds']:.1f} s")
+
+
+SEAM_SETTINGS = ((16, 64), (8, 32), (12, 24), (8, 16), (4, 8), (10, 0), (32, 0))
+"""(pad, overlap) pairs compared by :func:`seams`; overlap 0 is Real-ESRGAN's crop-and-paste."""
+
+
+def seams(args: argparse.Namespace, device: torch.device) -> None:
+    """Tiled vs untiled on the seam test's stand-in model (64/nb/32): PSNR, pixels off, border vs inside."""
+    height, width = (32, 320) if args.quick else (64, 768)
+    tile = 96 if args.quick else 128
+    model = build_model(args.nb, device, DTYPES[args.precision], realish=True)
+    image = smooth_image(height, width, seed=1)
+    whole = Upscaler(model, TileOptions(tile_size=None))(image)
+    print(
+        f"\n== tiling error, {width}x{height} input, tile {tile}, x4 RRDBNet 64/{args.nb}/32 (real-ish weights)"
+    )
+    print(
+        f"{'pad':>4} {'overlap':>7} {'work':>5} {'PSNR dB':>8} {'% > 1/255':>9} {'max /255':>8} {'border':>7} {'inside':>7}"
+    )
+    for pad, overlap in SEAM_SETTINGS:
+        tiled = Upscaler(model, TileOptions(tile_size=tile, tile_pad=pad, tile_overlap=overlap))(image)
+        grid = TileGrid.plan(height, width, tile, overlap, pad)
+        error = (tiled - whole).abs() * 255
+        border, inside = seam_errors(tiled - whole, grid, 4, max(overlap, 32))
+        ratio = work_ratio(height, width, tile, overlap, pad)
+        print(
+            f"{pad:4d} {overlap:7d} {ratio:5.2f} {psnr(tiled, whole):8.2f} {float((error > 1).float().mean()) * 100:9.3f}"
+            f" {float(error.max()):8.2f} {border * 255:7.4f} {inside * 255:7.4f}"
+        )
 
 
 def realesrgan(args: argparse.Namespace, device: torch.device) -> None:
@@ -268,12 +276,14 @@ def parse_args() -> argparse.Namespace:
         help="tile size of the tiled runs (default 256, quick 128; at most half the input)",
     )
     parser.add_argument("--batch", type=int, default=1, help="tiles per forward pass")
+    parser.add_argument("--pad", type=int, default=DEFAULT_PAD, help="context pixels per tile side")
+    parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help="feathered band width")
     parser.add_argument(
         "--sizes", type=_size, nargs="+", help="input sizes as HxW (default 256x256 720x1280)"
     )
     parser.add_argument("--modes", nargs="+", choices=("untiled", "tiled"), default=["untiled", "tiled"])
     parser.add_argument(
-        "--skip", nargs="*", default=[], choices=("speed", "precision", "memory", "realesrgan")
+        "--skip", nargs="*", default=[], choices=("speed", "precision", "memory", "seams", "realesrgan")
     )
     parser.add_argument(
         "--realesrgan-path", help="folder holding realesrgan 0.3.0 and basicsr (pip --target)"
@@ -305,6 +315,8 @@ def main() -> None:
         precisions(args)
     if "memory" not in args.skip:
         memory(args)
+    if "seams" not in args.skip:
+        seams(args, device)
     if "realesrgan" not in args.skip:
         realesrgan(args, device)
 

@@ -62,6 +62,7 @@ def main() -> None:
     parser.add_argument("--nb", type=int, help="RRDB blocks (default 23; 2 with --quick)")
     parser.add_argument("--tile", default="auto", help="--tile of process_video (auto: 256 on the CPU)")
     parser.add_argument("--codec", default="libx264", help="--codec of process_video")
+    parser.add_argument("--half", action="store_true", help="float16 on CUDA (--half of process_video)")
     args = parser.parse_args()
     frames = args.frames or (6 if args.quick else 3)
     nf, nb = args.nf or (16 if args.quick else 64), args.nb or (2 if args.quick else 23)
@@ -86,7 +87,10 @@ def main() -> None:
         with VideoSource(clip) as source:
             first = next(source.frames()).image
         tile = None if args.tile in ("0", "none") else args.tile if args.tile == "auto" else int(args.tile)
-        upscaler = Upscaler(network, TileOptions(tile_size=tile))
+        on_device = network.to("cuda" if torch.cuda.is_available() else "cpu")
+        dtype = torch.float16 if args.half else None
+        upscaler = Upscaler(on_device, TileOptions(tile_size=tile), dtype=dtype)
+        upscaler(to_tensor(first), torch.uint8)  # warm-up: cuDNN / oneDNN choose their kernels
         started = time.perf_counter()
         upscaler(to_tensor(first), torch.uint8)
         network_seconds = time.perf_counter() - started
@@ -94,7 +98,9 @@ def main() -> None:
         output = Path(tmp) / "out.mp4"
         argv = ["--model", str(model), "--input", str(clip), "--output", str(output), "--tile", args.tile]
         started = time.perf_counter()
-        process_video([*argv, "--codec", args.codec, "--segment-seconds", "0.1"])
+        process_video(
+            [*argv, "--codec", args.codec, "--segment-seconds", "0.1", *(["--half"] if args.half else [])]
+        )
         job_seconds = time.perf_counter() - started
         with av.open(str(output)) as result:
             written = sum(1 for _ in result.decode(video=0))

@@ -24,64 +24,18 @@ the same code as columns (see test_inference_tiling for 2-D exactness).
 
 from __future__ import annotations
 
-import math
-
 import pytest
-import torch
-from torch import Tensor, nn
-from torch.nn import functional as F
 
 from esrforge.inference import DEFAULT_OVERLAP, DEFAULT_PAD, TileGrid, upscale
-from esrforge.networks import RRDBNet
+from esrforge.inference.seams import psnr, realish_rrdb, seam_errors, smooth_image
 
 SCALE = 4
 TILE = 96
 
 
-def smooth_image(height: int, width: int, seed: int) -> Tensor:
-    """Random image with structure at three scales (bicubic-enlarged noise), in [0, 1]."""
-    generator = torch.Generator().manual_seed(seed)
-    image = torch.zeros(1, 3, height, width)
-    for cells, weight in ((4, 0.5), (16, 0.3), (max(height, width) // 4, 0.2)):
-        noise = torch.rand(1, 3, max(2, cells * height // width), cells, generator=generator)
-        image += weight * F.interpolate(noise, size=(height, width), mode="bicubic", align_corners=False)
-    return image[0].clamp(0, 1)
-
-
-def realish_model() -> nn.Module:
-    """nf 32, nb 23, x4 RRDBNet with Kaiming x 2 weights and an image-like output range (module doc)."""
-    torch.manual_seed(0)
-    model = RRDBNet(nf=32, nb=23, gc=32, scale=SCALE).eval()
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, a=0.2, mode="fan_in")
-                module.weight.mul_(2.0)
-        probe = model(smooth_image(48, 48, seed=2)[None])
-        gain = 0.2 / probe.std()
-        model.conv_last.weight.mul_(gain)
-        model.conv_last.bias.mul_(gain).add_(0.5 - gain * probe.mean())
-    return model
-
-
-def psnr(a: Tensor, b: Tensor) -> float:
-    return 10 * math.log10(1.0 / float(((a - b) ** 2).mean()))
-
-
-def border_and_inside(difference: Tensor, grid: TileGrid) -> tuple[float, float]:
-    """Mean |difference| within one LR pixel of the vertical cuts, and in the rest of their shared bands."""
-    cuts = [SCALE * (span.window_start + span.ramp_in // 2) for span in grid.cols[1:]]
-    columns = torch.arange(difference.shape[-1]).float() + 0.5
-    distance = torch.stack([(columns - cut).abs() for cut in cuts]).amin(0)
-    per_column = difference.abs().mean(dim=(0, 1))
-    border = distance < SCALE
-    inside = (distance >= SCALE) & (distance < SCALE * DEFAULT_OVERLAP / 2)
-    return float(per_column[border].mean()), float(per_column[inside].mean())
-
-
 @pytest.mark.slow
 def test_default_overlap_is_above_50_db_and_seamless_where_crop_and_paste_is_not():
-    model = realish_model()
+    model = realish_rrdb(nf=32, nb=23, gc=32, scale=SCALE)
     image = smooth_image(32, 320, seed=1)
     whole = upscale(model, image)
 
@@ -89,7 +43,7 @@ def test_default_overlap_is_above_50_db_and_seamless_where_crop_and_paste_is_not
     grid = TileGrid.plan(32, 320, TILE, DEFAULT_OVERLAP, DEFAULT_PAD)
     assert len(grid.cols) >= 4 and grid.crop_shape()[1] < 320
     assert psnr(tiled, whole) >= 50.0
-    border, inside = border_and_inside(tiled - whole, grid)
+    border, inside = seam_errors(tiled - whole, grid, SCALE, DEFAULT_OVERLAP)
     assert 0 < border <= inside, (
         f"error on tile borders {border * 255:.4f}/255, inside {inside * 255:.4f}/255"
     )
@@ -97,5 +51,5 @@ def test_default_overlap_is_above_50_db_and_seamless_where_crop_and_paste_is_not
     pasted = upscale(model, image, tile=TILE, pad=10, overlap=0)  # Real-ESRGAN: hard crops, tile_pad 10
     paste_grid = TileGrid.plan(32, 320, TILE, 0, 10)
     assert psnr(pasted, whole) < 40.0
-    paste_border, paste_inside = border_and_inside(pasted - whole, paste_grid)
+    paste_border, paste_inside = seam_errors(pasted - whole, paste_grid, SCALE, DEFAULT_OVERLAP)
     assert paste_border > 1.5 * paste_inside

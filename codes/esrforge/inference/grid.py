@@ -14,7 +14,8 @@ Geometry, per axis, in LR pixels:
 
 Because the 2-D weights (outer products of the 1-D ones) form a partition of unity, the result is a
 plain weighted sum: no weight map and no division. Rows of HR pixels are finished as soon as the last
-tile that touches them is added, so only two rows of tiles are held in float32 at any time.
+tile that touches them is added, so only two rows of tiles are held in float32 at any time. The sums
+are made on the device of the network's outputs (the GPU does the blending; only finished rows travel).
 """
 
 from __future__ import annotations
@@ -126,7 +127,10 @@ class TileGrid:
 
 @dataclass(frozen=True)
 class Band:
-    """Finished HR rows ``[row, row + data.shape[1])`` of an output of shape ``size`` ``(C, H, W)``."""
+    """Finished HR rows ``[row, row + data.shape[1])`` of an output of shape ``size`` ``(C, H, W)``.
+
+    ``data`` is float32 on the device of the network's outputs.
+    """
 
     row: int
     data: Tensor
@@ -136,12 +140,12 @@ class Band:
 class _RowAccumulator:
     """Weighted sums of tile outputs per row of tiles; hands out rows that no later tile touches."""
 
-    def __init__(self, grid: TileGrid, channels: int, scale: int) -> None:
-        self.grid, self.scale = grid, scale
+    def __init__(self, grid: TileGrid, channels: int, scale: int, device: torch.device | str = "cpu") -> None:
+        self.grid, self.scale, self.device = grid, scale, device
         width = grid.cols[-1].window_end * scale
         self.size = (channels, grid.rows[-1].window_end * scale, width)
-        self.row_weights = [window_weights(span, scale) for span in grid.rows]
-        self.col_weights = [window_weights(span, scale) for span in grid.cols]
+        self.row_weights = [window_weights(span, scale).to(device) for span in grid.rows]
+        self.col_weights = [window_weights(span, scale).to(device) for span in grid.cols]
         self.remaining = [len(grid.cols)] * len(grid.rows)
         self.buffers: dict[int, Tensor] = {}
 
@@ -149,7 +153,8 @@ class _RowAccumulator:
         """Add tile ``(i, j)``'s output ``(C, crop_h * scale, crop_w * scale)``; a Band when row ``i`` is done."""
         row, col, s = self.grid.rows[i], self.grid.cols[j], self.scale
         if i not in self.buffers:
-            self.buffers[i] = torch.zeros(self.size[0], (row.window_end - row.window_start) * s, self.size[2])
+            height = (row.window_end - row.window_start) * s
+            self.buffers[i] = torch.zeros(self.size[0], height, self.size[2], device=self.device)
         y0, x0 = (row.window_start - row.crop_start) * s, (col.window_start - col.crop_start) * s
         part = output[:, y0 : y0 + (row.window_end - row.window_start) * s]
         part = part[:, :, x0 : x0 + (col.window_end - col.window_start) * s]
@@ -191,9 +196,10 @@ def blend_tiles(
     batch_size: int = 1,
     on_batch: Callable[[int], object] | None = None,
 ) -> Iterator[Band]:
-    """Upscale a ``(C, H, W)`` image tile by tile; yield its finished HR rows in order, float32 on the CPU.
+    """Upscale a ``(C, H, W)`` image tile by tile; yield its finished HR rows in order.
 
-    ``forward`` maps a ``(B, C, h, w)`` float32 batch to its ``(B, C', h*s, w*s)`` output (any device);
+    ``forward`` maps a ``(B, C, h, w)`` float32 CPU batch to its ``(B, C', h*s, w*s)`` output on any
+    device; the blending runs there and the rows are float32 on that device;
     ``on_batch(n)`` is called after each batch of ``n`` tiles (progress bars).
     """
     tiles = list(grid.tiles())
@@ -201,9 +207,10 @@ def blend_tiles(
     for first in range(0, len(tiles), batch_size):
         chunk = tiles[first : first + batch_size]
         batch = torch.stack([grid.crop(image, i, j) for i, j in chunk])
-        output = forward(batch).float().cpu()
+        output = forward(batch).float()
         if accumulator is None:
-            accumulator = _RowAccumulator(grid, output.shape[1], output_scale(grid.crop_shape(), output))
+            scale = output_scale(grid.crop_shape(), output)
+            accumulator = _RowAccumulator(grid, output.shape[1], scale, output.device)
         for (i, j), tile_output in zip(chunk, output, strict=True):
             band = accumulator.add(i, j, tile_output)
             if band is not None:

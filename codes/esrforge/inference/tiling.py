@@ -125,7 +125,7 @@ class Upscaler:
                 if output is None:
                     channels, height, width = band.size
                     output = torch.empty(height, width, channels, dtype=out_dtype).permute(2, 0, 1)
-                output[:, band.row : band.row + band.data.shape[1]] = convert_range(band.data, out_dtype)
+                output[:, band.row : band.row + band.data.shape[1]] = to_host(band.data, out_dtype)
         assert output is not None  # a grid has at least one tile
         return output
 
@@ -152,6 +152,14 @@ def convert_range(values: Tensor, dtype: torch.dtype) -> Tensor:
     if top is None:
         return values.to(dtype)
     return values.clamp(0.0, 1.0).mul_(top).round_()
+
+
+def to_host(values: Tensor, dtype: torch.dtype) -> Tensor:
+    """:func:`convert_range` where ``values`` are, then on the CPU as ``dtype`` (uint8 travels as uint8)."""
+    converted = convert_range(values, dtype)
+    if dtype == torch.uint8:
+        converted = converted.to(dtype)
+    return converted.cpu().to(dtype)
 
 
 def upscale(

@@ -1,0 +1,70 @@
+"""Measure what tiling does to an output: PSNR against the untiled output and the error along tile borders.
+
+Tiles meet at the cuts between their cores; there a crop-and-paste tiler switches from one tile to the
+next and its error peaks (a seam). :func:`seam_errors` compares the mean absolute difference on the
+border (HR pixels within one LR pixel of a vertical cut) with the rest of a band around the cut (for
+the feathered tiler, the ``tile_overlap`` pixels that two tiles share, where tiling has any effect). Used by the seam test and ``bench/infer.py``.
+
+:func:`realish_rrdb` builds the stand-in for a trained model that both use: a freshly initialised RRDBNet
+barely looks past its neighbours, so it would not test the overlap; with every convolution Kaiming-normal
+(leaky slope 0.2, fan-in) times 2, perturbations travel far through the blocks, as in a trained network.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from ..networks import RRDBNet
+from .grid import TileGrid
+
+
+def psnr(a: Tensor, b: Tensor) -> float:
+    """PSNR in dB of two float images in [0, 1] (inf when equal)."""
+    mse = float(((a.double() - b.double()) ** 2).mean())
+    return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
+
+
+def seam_errors(difference: Tensor, grid: TileGrid, scale: int, band: int) -> tuple[float, float]:
+    """Mean ``|difference|`` ``(C, H, W)`` on the vertical cuts of ``grid``, and in the rest of ``band``
+    LR pixels centred on them."""
+    cuts = [scale * (span.window_start + span.ramp_in // 2) for span in grid.cols[1:]]
+    if not cuts:
+        raise ValueError("the grid has a single column of tiles: no border to measure")
+    columns = torch.arange(difference.shape[-1], dtype=torch.float32) + 0.5
+    distance = torch.stack([(columns - cut).abs() for cut in cuts]).amin(0)
+    per_column = difference.abs().float().mean(dim=(0, 1)).cpu()
+    border = distance < scale
+    inside = (distance >= scale) & (distance < scale * band / 2)
+    return float(per_column[border].mean()), float(per_column[inside].mean())
+
+
+def smooth_image(height: int, width: int, seed: int = 0) -> Tensor:
+    """A random ``(3, H, W)`` image in [0, 1] with structure at three scales (bicubic-enlarged noise)."""
+    generator = torch.Generator().manual_seed(seed)
+    image = torch.zeros(1, 3, height, width)
+    for cells, weight in ((4, 0.5), (16, 0.3), (max(height, width) // 4, 0.2)):
+        noise = torch.rand(1, 3, max(2, cells * height // width), cells, generator=generator)
+        image += weight * F.interpolate(noise, size=(height, width), mode="bicubic", align_corners=False)
+    return image[0].clamp(0, 1)
+
+
+def realish_rrdb(nf: int = 32, nb: int = 23, gc: int = 32, scale: int = 4) -> RRDBNet:
+    """An RRDBNet in eval mode with Kaiming x 2 weights and an image-like output (mean 0.5, std 0.2)."""
+    torch.manual_seed(0)
+    model = RRDBNet(nf=nf, nb=nb, gc=gc, scale=scale).eval()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, a=0.2, mode="fan_in")
+                module.weight.mul_(2.0)
+        probe = model(smooth_image(48, 48, seed=2)[None])
+        gain = 0.2 / probe.std()
+        last, bias = model.conv_last.weight, model.conv_last.bias
+        assert bias is not None
+        last.mul_(gain)
+        bias.mul_(gain).add_(0.5 - gain * probe.mean())
+    return model
