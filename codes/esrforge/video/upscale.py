@@ -7,7 +7,7 @@ import torch
 
 from ..inference.engine import TileTooLarge
 from ..inference.images import DTYPES, to_tensor
-from ..inference.tiling import Upscaler, convert_range, pad_to_multiple
+from ..inference.tiling import Upscaler, pad_to_multiple, to_host
 
 
 class FrameUpscaler:
@@ -48,6 +48,6 @@ class FrameUpscaler:
             batch = torch.stack([pad_to_multiple(to_tensor(f), multiple) for f in chunk])
             result = self.upscaler.engine(batch)
             scale = result.shape[-2] // batch.shape[-2]
-            result = convert_range(result[:, :, : height * scale, : width * scale], dtype).to(dtype)
+            result = to_host(result[:, :, : height * scale, : width * scale], dtype)
             outputs.extend(image.permute(1, 2, 0).contiguous().numpy() for image in result)
         return outputs
