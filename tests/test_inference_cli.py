@@ -49,6 +49,7 @@ def run(*argv: str | Path) -> int:
 
 
 def test_direct_form_as_a_subprocess(tmp_path, checkpoint, images):
+    (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     out = tmp_path / "out"
     command = [sys.executable, REPO / "codes" / "test.py", "--model", checkpoint, "--input", images]
     result = subprocess.run(
@@ -57,8 +58,11 @@ def test_direct_form_as_a_subprocess(tmp_path, checkpoint, images):
         text=True,
         check=False,
     )
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr  # 1: an image failed, the others were written
     assert read_image(out / "a_x4.png").shape == (96, 144, 3)
+    # One line of ours for the broken file, none of OpenCV's decoder messages.
+    assert "broken.png: skipped: cannot decode" in result.stderr
+    assert "IHDR" not in result.stderr and "WARN" not in result.stderr
     assert read_image(out / "sub" / "b_x4.png").shape == (80, 80, 3)
 
 

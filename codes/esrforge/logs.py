@@ -6,12 +6,21 @@ import logging
 import sys
 from pathlib import Path
 
+import cv2
+
 LOGGER_NAME = "esrforge"
 _FORMAT = "%(asctime)s %(levelname)s %(message)s"
 
 
 def setup_logging(log_file: Path | None = None, verbose: bool = False) -> logging.Logger:
-    """Log to stderr (and to ``log_file`` when given); returns the package logger."""
+    """Log to stderr (and to ``log_file`` when given); returns the package logger.
+
+    OpenCV's own messages (a decoder's complaint about a corrupt file, which we report in one line of
+    our own) are shown only when ``verbose``.
+    """
+    cv2.utils.logging.setLogLevel(
+        cv2.utils.logging.LOG_LEVEL_WARNING if verbose else cv2.utils.logging.LOG_LEVEL_SILENT
+    )
     logger = logging.getLogger(LOGGER_NAME)
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
     if not any(getattr(h, "_esrforge_console", False) for h in logger.handlers):
