@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -67,22 +68,26 @@ def test_direct_form_as_a_subprocess(tmp_path, checkpoint, images):
 
 
 def test_bad_model_path_is_one_line_and_exit_code_2(tmp_path, images):
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "codes" / "test.py"),
-            "--model",
-            str(tmp_path / "none.pth"),
-            "--input",
-            str(images),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    command = [
+        sys.executable,
+        REPO / "codes" / "test.py",
+        "--model",
+        tmp_path / "none.pth",
+        "--input",
+        images,
+    ]
+    result = subprocess.run([str(c) for c in command], capture_output=True, text=True, check=False)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "--model" in lines[0] and "none.pth" in lines[0], result.stderr
+    debug = subprocess.run(
+        [str(c) for c in command],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "ESRFORGE_DEBUG": "1"},
+    )
+    assert debug.returncode != 0 and "Traceback" in debug.stderr and "none.pth" in debug.stderr
 
 
 def write_config(tmp_path: Path, checkpoint: Path, dataset: dict[str, object], **extra: object) -> Path:

@@ -18,8 +18,12 @@ EXIT_USAGE = 2
 
 
 def run_program(main: Callable[[], int | None]) -> int:
-    """Run ``main``; report a user error in one line (a traceback with ESRFORGE_DEBUG=1) and return 2."""
-    setup_logging()
+    """Run ``main``; report a user error in one line and return 2.
+
+    With ``ESRFORGE_DEBUG=1`` in the environment a user error raises with its traceback, and the log
+    shows debug messages, timestamps and OpenCV's own messages.
+    """
+    setup_logging(verbose=bool(os.environ.get("ESRFORGE_DEBUG")))
     try:
         return main() or 0
     except USER_ERRORS as err:
