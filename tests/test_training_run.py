@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -119,7 +120,15 @@ def test_resume_after_hard_kill_is_bit_exact(tmp_path):
     assert (straight / "models" / "best_G.pth").is_file()
     assert list((straight / "val_images" / "3").glob("*.png"))
     assert list((straight / "tb_logger").iterdir())
-    assert "step 6" in (straight / "train.log").read_text()
+    log = (straight / "train.log").read_text()
+    assert "step 6" in log
+    # The log opens with what is trained, on what, and the schedule; a resumed run starts at its step.
+    assert re.search(
+        r"experiment straight in .*: G [\d,]+ parameters, D [\d,]+ parameters on cpu \(float32\)", log
+    )
+    assert "3 training images, batch 2 per process; steps 0 to 6" in log
+    assert "steps 2-5: pixel, perceptual, translational, gan, gradient_penalty" in log
+    assert "steps 3 to 6" in (resumed / "train.log").read_text()
 
 
 @pytest.mark.slow

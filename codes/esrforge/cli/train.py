@@ -16,7 +16,7 @@ from ..options.schema import Config, TrainSection
 from ..training.build import build_discriminator, build_generator, count_parameters
 from ..training.distributed import DistributedContext
 from ..training.experiment import ExperimentDirs, prepare_experiment, resume_path
-from ..training.schedule import phases
+from ..training.schedule import describe_schedule
 from ..training.trainer import Trainer, TrainingStopped
 from .common import add_overrides_argument, exit_with
 
@@ -71,13 +71,10 @@ def summarise(config: Config) -> None:
             config.networks.discriminator.type,
             f"{count_parameters(discriminator):,}",
         )
-    for i, loss in enumerate(train.losses):
+    for loss in train.losses:
         build_loss(loss)
-        window = f"steps {loss.after}-{loss.before - 1}" if loss.before else f"from step {loss.after}"
-        log.info("loss %d: %s, weight %g, %s", i, loss.type, loss.weight, window)
-    for phase in phases(train.losses, train.niter):
-        names = ", ".join(train.losses[i].type for i in phase.active) or "none"
-        log.info("steps %d-%d: %s", phase.start, phase.end - 1, names)
+    for line in describe_schedule(train.losses, train.niter):
+        log.info("%s", line)
     for split, data in (("train", config.datasets.train), ("val", config.datasets.val)):
         if data is not None:
             dataset = build_dataset(data, config.scale)

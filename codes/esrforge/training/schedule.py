@@ -31,3 +31,15 @@ def phases(losses: list[LossOptions], niter: int) -> list[Phase]:
         else:
             result.append(Phase(start, end, active))
     return result
+
+
+def describe_schedule(losses: list[LossOptions], niter: int) -> list[str]:
+    """Log lines: each loss with its weight and step window, then each phase with its active losses."""
+    lines = []
+    for i, loss in enumerate(losses):
+        window = f"steps {loss.after}-{loss.before - 1}" if loss.before else f"from step {loss.after}"
+        lines.append(f"loss {i}: {loss.type}, weight {loss.weight:g}, {window}")
+    for phase in phases(losses, niter):
+        names = ", ".join(losses[i].type for i in phase.active) or "none"
+        lines.append(f"steps {phase.start}-{phase.end - 1}: {names}")
+    return lines

@@ -7,10 +7,10 @@ import random
 import signal
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sized
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -21,13 +21,14 @@ from ..data.loader import make_train_loader, make_val_loader
 from ..losses.base import build_loss
 from ..networks.checkpoint import load_into
 from ..options.schema import Config
-from .build import build_discriminator, build_generator
+from .build import build_discriminator, build_generator, count_parameters
 from .distributed import DistributedContext
 from .ema import ModelEMA
 from .experiment import ExperimentDirs
 from .optim import build_optimizer, build_scheduler
 from .precision import Precision, configure_backends, to_channels_last
 from .reporting import Reporter
+from .schedule import describe_schedule
 from .state import (
     capture_rng,
     load_training_state,
@@ -75,6 +76,7 @@ class Trainer:
         )
         self.runner = IterationRunner(self.nets, self.losses, self.train, self.precision, config.scale, dist)
         dataset = build_dataset(config.datasets.train, config.scale)
+        self.train_images = len(cast(Sized, dataset))
         self.loader = make_train_loader(
             dataset, config.datasets.train, seed=self.train.manual_seed, device=self.device
         )
@@ -90,6 +92,34 @@ class Trainer:
         self._saved_at: int | None = None
         if resume is not None:
             self._load_state(resume)
+
+    def log_summary(self) -> None:
+        """What this run trains, on what, and its step schedule: the head of the training log."""
+        config, train = self.config, self.train
+        assert config.datasets.train is not None
+        precision = {None: "float32", torch.float16: "fp16", torch.bfloat16: "bf16"}[self.precision.dtype]
+        sizes = [
+            f"{name} {count_parameters(trained.net):,} parameters"
+            for name, trained in self._trained().items()
+        ]
+        log.info(
+            "experiment %s in %s: %s on %s (%s), %d process(es)",
+            config.name,
+            self.dirs.root,
+            ", ".join(sizes),
+            self.device,
+            precision,
+            self.dist.world_size,
+        )
+        log.info(
+            "%d training images, batch %d per process; steps %d to %d",
+            self.train_images,
+            config.datasets.train.batch_size,
+            self.step,
+            train.niter,
+        )
+        for line in describe_schedule(train.losses, train.niter):
+            log.info("%s", line)
 
     def _trained(self) -> dict[str, Trained]:
         nets = {"G": self.nets.generator}
@@ -194,6 +224,8 @@ class Trainer:
         """Train until ``train.niter`` steps, a stop signal, or too many non-finite losses in a row."""
         train, logger = self.train, self.config.logger
         assert train is not None
+        if self.dist.is_main:
+            self.log_summary()
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         reporter = Reporter(
             self.dirs.tb_logger if logger.use_tb_logger else None, self.dist.is_main, self.step, train.niter
