@@ -1,0 +1,118 @@
+"""Seconds per training step of the recipe config, for each precision, in the L1 and the GAN phase.
+
+Run from the repository root: ``python bench/train_speed.py [--quick] [--steps 30]``.
+It trains ``options/train_div2k_esrgan.yml`` (RRDB 64/23/32, GroupNorm discriminator, batch 16, GT 128)
+on synthetic 256 px images with train.py itself: the L1 phase trains the generator alone, the GAN phase
+has every loss of the recipe on (the perceptual loss with random VGG weights, which costs the same).
+A step's time is the wall time between the starts of consecutive steps (after a CUDA synchronise),
+so it covers the whole loop (data, forward, backward, optimisers, EMA, schedulers, logging);
+the first ``--warmup`` steps (set-up, cuDNN autotuning) are left out.
+``--quick`` (for CPUs) uses an RRDB 16/2/8, a discriminator of width 16 and batch 4. The figures go to
+stdout, train.py's progress bars and log to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "codes"))
+
+from esrforge.cli.train import train  # noqa: E402
+from esrforge.data.imageio import write_image  # noqa: E402
+from esrforge.inference.seams import smooth_image  # noqa: E402
+from esrforge.options.loader import load_config  # noqa: E402
+from esrforge.training import trainer  # noqa: E402
+from esrforge.training.steps import IterationRunner, StepResult  # noqa: E402
+
+CONFIG = REPO / "options" / "train_div2k_esrgan.yml"
+GAN_PHASE = [f"train.losses[{i}].after=0" for i in range(1, 5)]
+"""The recipe's perceptual, translational, GAN and penalty losses from step 0 (normally from 100k)."""
+QUICK = [
+    "networks.generator.nf=16",
+    "networks.generator.nb=2",
+    "networks.generator.gc=8",
+    "networks.discriminator.nf=16",
+    "datasets.train.batch_size=4",
+]
+
+
+def write_images(folder: Path, count: int = 32, size: int = 256) -> None:
+    """``count`` smooth random ``size`` px RGB images."""
+    for i in range(count):
+        image = (smooth_image(size, size, seed=i) * 255).round().byte().permute(1, 2, 0).numpy()
+        write_image(folder / f"{i:03d}.png", image)
+
+
+class TimedRunner(IterationRunner):
+    """The trainer's step runner, noting when each step starts."""
+
+    starts: ClassVar[list[float]] = []
+
+    def run(self, lq_tile: torch.Tensor, hq_tile: torch.Tensor, step: int) -> StepResult:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        TimedRunner.starts.append(time.perf_counter())
+        return super().run(lq_tile, hq_tile, step)
+
+
+def seconds_per_step(overrides: list[str], warmup: int, steps: int, name: str) -> float:
+    """Mean seconds per step of the recipe config with ``overrides``, after ``warmup`` steps."""
+    config = load_config(CONFIG, [*overrides, f"train.niter={warmup + steps + 1}", f"name={name}"])
+    TimedRunner.starts = []
+    if train(config, archive=False) != 0:
+        raise SystemExit(f"{name}: training failed")
+    starts = TimedRunner.starts
+    return (starts[-1] - starts[warmup]) / steps
+
+
+def main() -> None:
+    trainer.IterationRunner = TimedRunner  # type: ignore[misc]
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="a small network and batch, for CPUs")
+    parser.add_argument("--steps", type=int, default=30, help="timed steps per setting")
+    parser.add_argument("--warmup", type=int, default=10, help="steps before the timed ones")
+    parser.add_argument("--precisions", nargs="+", choices=("fp32", "fp16", "bf16"), default=None)
+    parser.add_argument("--workers", type=int, default=4, help="DataLoader processes")
+    args = parser.parse_args()
+    cuda = torch.cuda.is_available()
+    precisions = args.precisions or (["fp32", "fp16", "bf16"] if cuda else ["fp32"])
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        write_images(root / "data")
+        common = [
+            f"datasets.train.dataroot={root / 'data'}",
+            f"datasets.val.dataroot={root / 'data'}",
+            f"datasets.train.n_workers={args.workers}",
+            f"path.experiments_root={root / 'experiments'}",
+            f"gpu_ids={[0] if cuda else []}",
+            "path.resume_state=null",
+            "train.val_freq=0",
+            "train.losses[1].pretrained=false",
+            "logger.use_tb_logger=false",
+            "logger.print_freq=100000",
+            *(QUICK if args.quick else []),
+        ]
+        device = torch.cuda.get_device_name() if cuda else f"CPU, {torch.get_num_threads()} threads"
+        size = "RRDB 16/2/8, batch 4" if args.quick else "RRDB 64/23/32, batch 16"
+        print(f"== s/step, train_div2k_esrgan.yml ({size}, GT 128), {device}")
+        print(f"{'phase':>6} {'precision':>10} {'s/step':>8} {'steps/s':>8}")
+        for phase, extra in (("L1", []), ("GAN", GAN_PHASE)):
+            for precision in precisions:
+                flags = [*common, *extra] + ([f"{precision}=true"] if precision != "fp32" else [])
+                name = f"{phase}_{precision}"
+                per_step = seconds_per_step(flags, args.warmup, args.steps, name)
+                print(f"{phase:>6} {precision:>10} {per_step:8.3f} {1 / per_step:8.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
