@@ -7,9 +7,20 @@ import sys
 from pathlib import Path
 
 import cv2
+from tqdm import tqdm
 
 LOGGER_NAME = "esrforge"
 _FORMAT = "%(asctime)s %(levelname)s %(message)s"
+
+
+class ProgressAwareHandler(logging.StreamHandler):
+    """Writes records through ``tqdm.write``, so a log line never lands inside a progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:  # logging's contract: report, never raise
+            self.handleError(record)
 
 
 def setup_logging(log_file: Path | None = None, verbose: bool = False) -> logging.Logger:
@@ -24,7 +35,7 @@ def setup_logging(log_file: Path | None = None, verbose: bool = False) -> loggin
     logger = logging.getLogger(LOGGER_NAME)
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
     if not any(getattr(h, "_esrforge_console", False) for h in logger.handlers):
-        console = logging.StreamHandler(sys.stderr)
+        console = ProgressAwareHandler(sys.stderr)
         console.setFormatter(logging.Formatter("%(levelname)s %(message)s" if not verbose else _FORMAT))
         console._esrforge_console = True  # type: ignore[attr-defined]
         logger.addHandler(console)

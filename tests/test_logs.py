@@ -1,0 +1,29 @@
+"""Console logging: records written while a progress bar is on screen get lines of their own."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+from tqdm import tqdm
+
+from esrforge.logs import ProgressAwareHandler
+
+
+def test_a_log_line_during_a_progress_bar_is_a_line_of_its_own():
+    stream = io.StringIO()
+    handler = ProgressAwareHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logger = logging.getLogger("esrforge.test_logs")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        with tqdm(total=3, file=stream, ascii=True, mininterval=0) as bar:
+            bar.update(1)
+            logger.warning("halfway")
+            bar.update(2)
+    finally:
+        logger.removeHandler(handler)
+    # Each screen line is what follows the last carriage return of a newline-separated chunk.
+    lines = [chunk.rsplit("\r", 1)[-1] for chunk in stream.getvalue().split("\n")]
+    assert "WARNING halfway" in lines
