@@ -17,6 +17,7 @@ import yaml
 
 from esrforge.cli.common import run_program
 from esrforge.cli.train import main
+from esrforge.data.datasets import HRPatchDataset
 from esrforge.data.imageio import write_image
 from esrforge.losses.pixel import PixelLoss
 from esrforge.training.precision import Precision
@@ -150,6 +151,33 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path):
     assert steps and "SIGTERM received" in err
     tail = err[err.index("SIGTERM received") :]
     assert f"saved checkpoint at step {steps[-1]}" in tail  # the state of the step it stopped at
+
+
+def test_images_that_vanish_mid_run_keep_the_steps_done_and_end_in_one_line(tmp_path, monkeypatch, caplog):
+    config = tiny_gan_config(tmp_path)
+    loads = {"n": 0}
+    original = HRPatchDataset._load
+
+    def load(self, index):
+        loads["n"] += 1
+        return original(self, index) if loads["n"] <= 4 else None  # batch 2: two steps, then nothing reads
+
+    monkeypatch.setattr(HRPatchDataset, "_load", load)
+    overrides = ["datasets.train.n_workers=0", "logger.save_checkpoint_freq=100", "train.val_freq=100"]
+    assert run_program(lambda: main(["-opt", str(config), "--set", *overrides])) == 2
+    assert "draws in a row found no usable image" in caplog.text
+    states = tmp_path / "experiments" / "run" / "training_state"
+    assert [p.name for p in states.iterdir()] == ["2.state"]
+
+
+def test_unusable_data_in_a_worker_is_one_line(tmp_path, caplog):
+    config = tiny_gan_config(tmp_path)
+    for image in (tmp_path / "data").iterdir():
+        image.write_bytes(b"not an image")
+    assert run_program(lambda: main(["-opt", str(config)])) == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and errors[0].startswith("HRPatchDataset: 50 draws in a row"), errors
+    assert "Traceback" not in errors[0] and "\n" not in errors[0]
 
 
 def test_nonfinite_losses_stop_training_and_keep_the_checkpoint(tmp_path, monkeypatch):

@@ -27,6 +27,19 @@ MAX_DRAWS = 50
 """How many unusable images in a row a training sample may draw before it gives up."""
 
 
+class UnusableDataError(ValueError):
+    """No usable training sample could be drawn.
+
+    Raised in a DataLoader worker, it reaches the main process with the worker's whole traceback as
+    its message; ``str()`` gives back the original one-line message.
+    """
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        marker = f"{type(self).__module__}.{type(self).__qualname__}: "
+        return text.rsplit(marker, 1)[-1].strip() if marker in text else text
+
+
 def to_tensor(image: np.ndarray) -> torch.Tensor:
     """``H x W x C`` uint8/uint16 -> float32 ``C x H x W`` tensor in [0, 1]."""
     return torch.from_numpy(np.ascontiguousarray(to_float(image).transpose(2, 0, 1)))
@@ -100,7 +113,10 @@ class HRPatchDataset(Dataset[dict[str, torch.Tensor]]):
                 rng = np.random.default_rng([key.seed, key.epoch, key.index])
                 return self._patch(*images, rng)
             index = int(np.random.default_rng([key.seed, key.epoch, key.index, draw]).integers(len(self)))
-        raise RuntimeError(f"HRPatchDataset: {MAX_DRAWS} unusable images in a row in {self.options.dataroot}")
+        raise UnusableDataError(
+            f"HRPatchDataset: {MAX_DRAWS} draws in a row found no usable image in {self.options.dataroot} "
+            f"({len(self._bad)} of {len(self)} images unusable so far; the warnings above say why)"
+        )
 
     def _load(self, index: int) -> tuple[np.ndarray, np.ndarray | None] | None:
         """The HR image (and LR if paired), or None after recording why it cannot be used."""

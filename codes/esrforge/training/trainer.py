@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..data.base import build_dataset
+from ..data.datasets import UnusableDataError
 from ..data.loader import make_train_loader, make_val_loader
 from ..losses.base import build_loss
 from ..networks.checkpoint import load_into
@@ -235,7 +236,12 @@ class Trainer:
             batches = self._batches()
             while self.step < train.niter and self._stop_signal is None:
                 start = time.perf_counter()
-                batch = next(batches)
+                try:
+                    batch = next(batches)
+                except UnusableDataError:
+                    if self.step > 0:  # the networks are fine: keep the steps since the last checkpoint
+                        self._save_unless_saved()
+                    raise
                 lq = self._to_device(batch["lq"])
                 hq = self._to_device(batch["hq"])
                 loaded = time.perf_counter()
