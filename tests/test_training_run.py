@@ -21,6 +21,7 @@ from esrforge.data.datasets import HRPatchDataset
 from esrforge.data.imageio import write_image
 from esrforge.losses.pixel import PixelLoss
 from esrforge.training.precision import Precision
+from esrforge.training.steps import IterationRunner
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -168,6 +169,22 @@ def test_images_that_vanish_mid_run_keep_the_steps_done_and_end_in_one_line(tmp_
     assert "draws in a row found no usable image" in caplog.text
     states = tmp_path / "experiments" / "run" / "training_state"
     assert [p.name for p in states.iterdir()] == ["2.state"]
+
+
+def test_out_of_memory_stops_with_advice(tmp_path, monkeypatch, caplog):
+    config = tiny_gan_config(tmp_path)
+    original = IterationRunner.run
+
+    def run(self, lq, hq, step):
+        if step == 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return original(self, lq, hq, step)
+
+    monkeypatch.setattr(IterationRunner, "run", run)
+    assert run_program(lambda: main(["-opt", str(config)])) == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "memory at step 2 with datasets.train.batch_size 2" in errors[0], errors
+    assert "fp16: true" in errors[0] and "Traceback" not in caplog.text
 
 
 def test_unusable_data_in_a_worker_is_one_line(tmp_path, caplog):

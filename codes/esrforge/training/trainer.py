@@ -245,7 +245,10 @@ class Trainer:
                 lq = self._to_device(batch["lq"])
                 hq = self._to_device(batch["hq"])
                 loaded = time.perf_counter()
-                result = self.runner.run(lq, hq, self.step)
+                try:
+                    result = self.runner.run(lq, hq, self.step)
+                except torch.OutOfMemoryError:
+                    raise TrainingStopped(self._out_of_memory_message()) from None
                 self._check_finite(result.skipped)
                 if self.ema is not None and "generator" not in result.skipped:
                     self.ema.update(self.nets.generator.net)
@@ -260,6 +263,17 @@ class Trainer:
             reporter.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+    def _out_of_memory_message(self) -> str:
+        data = self.config.datasets.train
+        assert data is not None
+        precision = (
+            "" if self.precision.dtype is not None else ", or set fp16: true (half the activation memory)"
+        )
+        return (
+            f"out of {self.device} memory at step {self.step} with datasets.train.batch_size {data.batch_size} "
+            f"and target_size {data.target_size}; lower either{precision}. The last saved checkpoint is intact"
+        )
 
     def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
         tensor = tensor.to(self.device, non_blocking=True)
