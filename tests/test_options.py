@@ -208,7 +208,7 @@ def test_paths_expand_home_and_environment(write, raw, tmp_path, monkeypatch):
     assert "$ESRFORGE_UNSET_VARIABLE" in message and "is not set" in message
 
 
-def test_relative_paths_resolve_against_config_folder(raw, tmp_path, monkeypatch):
+def test_relative_paths_resolve_against_config_folder_or_working_folder(raw, tmp_path, monkeypatch):
     sub = tmp_path / "configs"
     sub.mkdir()
     raw["datasets"]["train"]["dataroot"] = "../data"
@@ -216,6 +216,13 @@ def test_relative_paths_resolve_against_config_folder(raw, tmp_path, monkeypatch
     monkeypatch.chdir(REPO)
     config = load_config(sub / "c.yml")
     assert config.datasets.train is not None and config.datasets.train.dataroot == tmp_path / "data"
+    assert config.path.experiments_root == sub / "experiments"
+    # A path typed with --set is relative to the working folder, as in any shell command.
+    (tmp_path / "typed").mkdir()
+    monkeypatch.chdir(tmp_path)
+    config = load_config(sub / "c.yml", ["datasets.train.dataroot=typed", "path.experiments_root=runs"])
+    assert config.datasets.train is not None and config.datasets.train.dataroot == tmp_path / "typed"
+    assert config.path.experiments_root == tmp_path / "runs"
 
 
 def test_resume_state_auto_or_existing_path(write, raw, tmp_path):

@@ -12,6 +12,7 @@ import os
 import re
 import types
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Union
@@ -21,12 +22,27 @@ from .errors import OptionError, OptionValueError
 from .fields import MustExist
 
 
+def is_under(key: str, roots: Iterable[str]) -> bool:
+    """Whether ``key`` is one of ``roots`` or inside one (``a.b`` and ``a[0]`` are inside ``a``)."""
+    return any(key == root or key.startswith((f"{root}.", f"{root}[")) for root in roots)
+
+
 @dataclass(frozen=True)
 class Resolver:
-    """How paths in a config resolve: against ``base_dir``; ``check_paths`` verifies input paths exist."""
+    """How paths in a config resolve, and whether input paths must exist (``check_paths``).
+
+    Relative paths resolve against ``base_dir`` (a config file's folder), except under the keys in
+    ``command_line`` (set with ``--set``): those were typed in a shell, so they resolve against the
+    working folder.
+    """
 
     base_dir: Path
     check_paths: bool = True
+    command_line: tuple[str, ...] = ()
+
+    def base_for(self, key: str) -> Path:
+        """The folder a relative path at ``key`` is relative to."""
+        return Path.cwd() if is_under(key, self.command_line) else self.base_dir
 
 
 def join(key: str, name: str | int) -> str:
@@ -168,7 +184,7 @@ def _convert_scalar(tp: Any, value: Any, key: str, resolver: Resolver) -> Any:
     if tp is str and isinstance(value, str):
         return value
     if tp is Path and isinstance(value, str) and value:
-        return resolve_path(value, key, resolver.base_dir)
+        return resolve_path(value, key, resolver.base_for(key))
     raise _mismatch(tp, value, key)
 
 

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from ..networks.base import NETWORKS
 from .checks import check_config
-from .convert import Resolver, convert
+from .convert import Resolver, convert, is_under
 from .errors import OptionError
 from .schema import Config
 from .yaml_io import parse_yaml, read_yaml
@@ -92,7 +92,8 @@ def load_typed(
 ) -> T:
     """Apply ``overrides`` to raw config ``data`` (read from ``source``) and type it as ``schema``.
 
-    Relative paths resolve against ``base_dir``; ``check`` runs cross-section checks on the result.
+    Relative paths resolve against ``base_dir``, those set in ``overrides`` against the working folder;
+    ``check`` runs cross-section checks on the result.
     Any error names ``source``, and says so when the key came from ``--set``.
     """
     overridden: list[str] = []
@@ -100,11 +101,12 @@ def load_typed(
         for assignment in overrides:
             overridden.append(apply_override(data, assignment))
         inherit_scale(data)
-        config: T = convert(schema, data, "", Resolver(base_dir=base_dir, check_paths=check_paths))
+        resolver = Resolver(base_dir=base_dir, check_paths=check_paths, command_line=tuple(overridden))
+        config: T = convert(schema, data, "", resolver)
         if check is not None:
             check(config)
     except OptionError as err:
-        if any(err.key == k or err.key.startswith((f"{k}.", f"{k}[")) for k in overridden):
+        if is_under(err.key, overridden):
             err.message += " (set with --set)"
         err.source = err.source or source
         raise
@@ -121,7 +123,8 @@ def load_config_data(
 def load_config(path: Path | str, overrides: Sequence[str] = (), check_paths: bool = True) -> Config:
     """Read the YAML file at ``path``, apply ``overrides`` and return the checked :class:`Config`.
 
-    Relative paths in the file and in the overrides resolve against the file's folder.
+    Relative paths in the file resolve against the file's folder, those in the overrides against the
+    working folder.
     """
     path = Path(path)
     return load_config_data(read_yaml(path), str(path), path.resolve().parent, overrides, check_paths)

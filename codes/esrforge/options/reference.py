@@ -18,8 +18,9 @@ from .schema import Config
 HEADER = """# Configuration reference
 
 Generated from the option dataclasses by `python -m esrforge.options.reference`; do not edit by hand.
-Relative paths resolve against the folder of the config file; `~` and `$VARIABLES` expand. Every key
-can be overridden on the command line: `--set train.lr_G=1e-4 networks.generator.nb=6`.
+Relative paths resolve against the folder of the config file, and those given with `--set` against the
+current folder; `~` and `$VARIABLES` expand. Every key can be overridden on the command line:
+`--set train.lr_G=1e-4 networks.generator.nb=6`.
 """
 
 

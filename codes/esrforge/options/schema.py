@@ -41,9 +41,7 @@ class NetworksSection:
 class PathSection:
     """Where weights come from and where the run writes."""
 
-    experiments_root: Path = option(
-        Path("../experiments"), doc="folder that holds experiments/<name>/ (relative to the config file)"
-    )
+    experiments_root: Path = option(Path("../experiments"), doc="folder that holds experiments/<name>/")
     pretrain_model_generator: InputPath | None = option(
         None, doc="generator weights to start from (any RRDB layout: ours, BasicSR, ESRGAN, model.N)"
     )
