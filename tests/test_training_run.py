@@ -131,6 +131,11 @@ def test_resume_after_hard_kill_is_bit_exact(tmp_path):
     assert "3 training images, batch 2 per process; steps 0 to 6" in log
     assert "steps 2-5: pixel, perceptual, translational, gan, gradient_penalty" in log
     assert "steps 3 to 6" in (resumed / "train.log").read_text()
+    # Run again when complete: nothing to train, and the last checkpoint is not rewritten.
+    written = (resumed / "training_state" / "6.state").stat().st_mtime_ns
+    assert run_program(lambda: main(args)) == 0
+    assert (resumed / "training_state" / "6.state").stat().st_mtime_ns == written
+    assert "the run is at step 6, train.niter is 6: nothing to train" in (resumed / "train.log").read_text()
 
 
 @pytest.mark.slow

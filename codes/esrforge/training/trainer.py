@@ -187,6 +187,7 @@ class Trainer:
         self.loader.load_state_dict(state["loader"])
         self.step = int(state["step"])
         self._rng_state = state["rng"]
+        self._saved_at = self.step  # that state is on disk: saving it again at once would only rewrite it
         log.info("resumed from %s at step %d", path, self.step)
 
     def save(self) -> None:
@@ -227,6 +228,9 @@ class Trainer:
         assert train is not None
         if self.dist.is_main:
             self.log_summary()
+        if self.step >= train.niter:
+            log.info("the run is at step %d, train.niter is %d: nothing to train", self.step, train.niter)
+            return
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         reporter = Reporter(
             self.dirs.tb_logger if logger.use_tb_logger else None, self.dist.is_main, self.step, train.niter
