@@ -198,8 +198,9 @@ def blend_tiles(
 ) -> Iterator[Band]:
     """Upscale a ``(C, H, W)`` image tile by tile; yield its finished HR rows in order.
 
-    ``forward`` maps a ``(B, C, h, w)`` float32 CPU batch to its ``(B, C', h*s, w*s)`` output on any
-    device; the blending runs there and the rows are float32 on that device;
+    ``forward`` maps a ``(B, C, h, w)`` float32 batch (on the image's device) to its
+    ``(B, C', h*s, w*s)`` output on any device; the blending runs there and the rows are float32 on
+    that device;
     ``on_batch(n)`` is called after each batch of ``n`` tiles (progress bars).
     """
     tiles = list(grid.tiles())

@@ -3,7 +3,8 @@
 Tiles meet at the cuts between their cores; there a crop-and-paste tiler switches from one tile to the
 next and its error peaks (a seam). :func:`seam_errors` compares the mean absolute difference on the
 border (HR pixels within one LR pixel of a vertical cut) with the rest of a band around the cut (for
-the feathered tiler, the ``tile_overlap`` pixels that two tiles share, where tiling has any effect). Used by the seam test and ``bench/infer.py``.
+the feathered tiler, the ``tile_overlap`` pixels that two tiles share, where tiling has any effect).
+Used by the seam test and ``bench/infer.py``.
 
 :func:`realish_rrdb` builds the stand-in for a trained model that both use: a freshly initialised RRDBNet
 barely looks past its neighbours, so it would not test the overlap; with every convolution Kaiming-normal
