@@ -11,9 +11,9 @@ its ``state_dict()`` is the position after them even though workers have prefetc
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sized
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -155,6 +155,10 @@ def make_train_loader(
     return TrainLoader(loader, sampler, options.batch_size)
 
 
-def make_val_loader(dataset: Dataset) -> DataLoader:
-    """One whole image per batch, in order; one worker reads the next image while the model runs."""
-    return DataLoader(dataset, batch_size=1, shuffle=False, num_workers=1)
+def make_val_loader(dataset: Dataset, rank: int = 0, world_size: int = 1) -> DataLoader:
+    """One whole image per batch, in order; one worker reads the next image while the model runs.
+
+    Under torch.distributed each process takes every ``world_size``-th image from ``rank`` on.
+    """
+    shard = list(range(rank, len(cast(Sized, dataset)), world_size))
+    return DataLoader(dataset, batch_size=1, sampler=shard, num_workers=1)

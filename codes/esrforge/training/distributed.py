@@ -134,6 +134,13 @@ class DistributedContext:
         else:
             dist.barrier()
 
+    def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The sum of ``tensor`` (on this process's device) over all processes."""
+        result = tensor.detach().clone()
+        if self.distributed:
+            dist.all_reduce(result, op=dist.ReduceOp.SUM)
+        return result
+
     def all_reduce_mean(self, tensor: torch.Tensor) -> torch.Tensor:
         """The float32 mean of ``tensor`` over all processes, on this process's device (for logging)."""
         result = tensor.detach().to(device=self.device, dtype=torch.float32, copy=True)

@@ -82,8 +82,13 @@ class Trainer:
             dataset, config.datasets.train, seed=self.train.manual_seed, device=self.device
         )
         self.validator = (
-            Validator(make_val_loader(build_dataset(config.datasets.val, config.scale)), config, dirs)
-            if config.datasets.val is not None and dist.is_main
+            Validator(
+                make_val_loader(build_dataset(config.datasets.val, config.scale), dist.rank, dist.world_size),
+                config,
+                dirs,
+                dist,
+            )
+            if config.datasets.val is not None
             else None
         )
         self.step = 0

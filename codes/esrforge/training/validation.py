@@ -15,6 +15,7 @@ from ..data.imresize import imresize
 from ..inference.tiling import upscale
 from ..metrics import calculate_psnr_torch, calculate_ssim_torch
 from ..options.schema import Config
+from .distributed import DistributedContext
 from .experiment import ExperimentDirs
 from .reporting import Reporter
 from .state import save_weights
@@ -32,14 +33,22 @@ def side_by_side(lq: Tensor, sr: Tensor, hq: Tensor, scale: int) -> Tensor:
 
 
 class Validator:
-    """Scores a generator on the validation loader; ``best`` is ``{"psnr_y", "step"}`` of the best run."""
+    """Scores a generator on the validation images; ``best`` is ``{"psnr_y", "step"}`` of the best run.
 
-    def __init__(self, loader: DataLoader[Any], config: Config, dirs: ExperimentDirs) -> None:
+    Under torch.distributed every process scores its share of the images (``loader`` holds that share,
+    see :func:`~esrforge.data.loader.make_val_loader`) and the means are reduced over all of them, so no
+    process waits idle while another validates; the main process logs them and keeps the best model.
+    """
+
+    def __init__(
+        self, loader: DataLoader[Any], config: Config, dirs: ExperimentDirs, dist: DistributedContext
+    ) -> None:
         assert config.datasets.val is not None
         self.loader = loader
         self.scale = config.scale
         self.tile = config.datasets.val.tile_size
         self.dirs = dirs
+        self.dist = dist
         self.best: dict[str, float] | None = None
 
     @torch.no_grad()
@@ -48,13 +57,21 @@ class Validator:
         was_training = model.training
         model.eval()
         device = next(model.parameters()).device
-        psnrs, ssims = [], []
-        for i, sample in enumerate(tqdm(self.loader, desc="validation", leave=False, unit="img")):
+        sums = torch.zeros(3, dtype=torch.float64, device=device)  # PSNR, SSIM, images
+        bar = tqdm(
+            self.loader,
+            desc="validation",
+            leave=False,
+            unit="img",
+            disable=None if self.dist.is_main else True,
+        )
+        for i, sample in enumerate(bar):
             lq, hq = sample["lq"].to(device), sample["hq"].to(device)
             sr = upscale(model, lq, tile=self.tile).clamp(0, 1)
-            psnrs.append(calculate_psnr_torch(sr, hq, crop_border=self.scale, y_channel=True))
-            ssims.append(calculate_ssim_torch(sr, hq, crop_border=self.scale, y_channel=True))
-            if i < SIDE_BY_SIDE:
+            psnr = calculate_psnr_torch(sr, hq, crop_border=self.scale, y_channel=True)
+            ssim = calculate_ssim_torch(sr, hq, crop_border=self.scale, y_channel=True)
+            sums += torch.stack([psnr.sum(), ssim.sum(), torch.tensor(float(len(psnr)), device=device)])
+            if self.dist.rank + i * self.dist.world_size < SIDE_BY_SIDE:  # the first images of the set
                 picture = side_by_side(lq, sr, hq, self.scale)
                 name = sample["name"][0]
                 write_image(
@@ -63,7 +80,11 @@ class Validator:
                 )
                 reporter.image(step, f"val/{name}", picture)
         model.train(was_training)
-        scores = {"psnr_y": float(torch.cat(psnrs).mean()), "ssim_y": float(torch.cat(ssims).mean())}
+        sums = self.dist.all_reduce_sum(sums)
+        count = max(float(sums[2]), 1.0)
+        scores = {"psnr_y": float(sums[0]) / count, "ssim_y": float(sums[1]) / count}
+        if not self.dist.is_main:
+            return scores
         log.info(
             "validation at step %d: PSNR-Y %.3f dB, SSIM-Y %.4f", step, scores["psnr_y"], scores["ssim_y"]
         )
