@@ -30,10 +30,8 @@ from typing import Literal
 import cv2
 import numpy as np
 from tqdm import tqdm
-from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ..fileio import atomic_write_bytes
-from ..logs import LOGGER_NAME
 from ..options.fields import option, require
 from .imageio import list_images, to_uint8, write_image
 from .imresize import imresize
@@ -242,10 +240,7 @@ def run_chunking(
     todo = [t for t in tasks if str(t.source) not in results]
     summary = RunSummary(images=len(tasks), reused=len(results))
     try:
-        with (
-            logging_redirect_tqdm([logging.getLogger(LOGGER_NAME)]),
-            tqdm(total=len(todo), unit="img", disable=None if progress else True) as bar,
-        ):
+        with tqdm(total=len(todo), unit="img", disable=None if progress else True) as bar:
             for task, result in _run_tasks(todo, workers):
                 bar.update()
                 if result.error is not None:

@@ -15,10 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
-from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ..data.imageio import to_uint8
-from ..logs import LOGGER_NAME
 from ..metrics.evaluate import ImageScore, align_to_gt, format_table, score_pair, write_csv
 from ..networks import RRDBNetOptions, build_network, load_generator, load_into
 from ..training.precision import select_device
@@ -145,17 +143,16 @@ def run_test(config: TestConfig, progress: bool = True) -> int:
     )
     log.info("%s: %d image(s) from %s -> %s", config.name, len(jobs), dataset.dataroot, config.output_dir)
     scores, failures = [], []
-    with logging_redirect_tqdm(loggers=[logging.getLogger(LOGGER_NAME)]):
-        for job in tqdm(jobs, unit="image", disable=not progress or None):
-            try:
-                score = process(job)
-            except IMAGE_ERRORS as err:
-                log.error("%s: skipped: %s", job.source, " ".join(str(err).split()) or type(err).__name__)
-                failures.append(job.name)
-                continue
-            if score is not None:
-                log.info("%s: PSNR_Y %.4f dB, SSIM_Y %.4f", job.name, score.psnr_y, score.ssim_y)
-                scores.append(score)
+    for job in tqdm(jobs, unit="image", disable=not progress or None):
+        try:
+            score = process(job)
+        except IMAGE_ERRORS as err:
+            log.error("%s: skipped: %s", job.source, " ".join(str(err).split()) or type(err).__name__)
+            failures.append(job.name)
+            continue
+        if score is not None:
+            log.info("%s: PSNR_Y %.4f dB, SSIM_Y %.4f", job.name, score.psnr_y, score.ssim_y)
+            scores.append(score)
     if scores:
         _report_scores(scores, config.output_dir)
     done = len(jobs) - len(failures)

@@ -17,11 +17,9 @@ from typing import Any
 
 import numpy as np
 from tqdm import tqdm
-from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ..data.imageio import write_image
 from ..inference.runner import build_upscaler
-from ..logs import LOGGER_NAME
 from ..options.convert import to_data
 from .encode import SegmentEncoder, VideoSpec, check_output, even_size, pixel_depth
 from .mux import copied_streams, join_segments
@@ -157,7 +155,7 @@ def upscale_frames(
     )
     frames = prefetch(source.frames(depth, skip=done), PREFETCH_FRAMES)
     count = 0
-    with bar, logging_redirect_tqdm(loggers=[logging.getLogger(LOGGER_NAME)]):
+    with bar:
         try:
             for batch in _batches(frames, upscale.batch_size):
                 for frame, image in zip(batch, upscale([f.image for f in batch]), strict=True):
