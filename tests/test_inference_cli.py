@@ -153,6 +153,16 @@ def test_unreadable_file_is_skipped_reported_and_exit_code_1(tmp_path, checkpoin
     assert "1 image(s) failed: broken.png" in caplog.text
 
 
+def test_an_unwritable_output_is_reported_and_the_rest_are_written(tmp_path, checkpoint, images, caplog):
+    out = tmp_path / "out"
+    (out / "a_x4.png").mkdir(parents=True)  # a folder where the output file should go
+    assert run("--model", checkpoint, "--input", images, "--output", out, "--recursive", "--tile", "16") == 1
+    assert read_image(out / "sub" / "b_x4.png").shape == (80, 80, 3)
+    assert f"not written to {out / 'a_x4.png'}" in caplog.text
+    assert "1 image(s) failed: a.png" in caplog.text
+    assert not [p for p in out.rglob("*.tmp")]  # no temporary file left behind
+
+
 def test_never_writes_over_an_input(tmp_path, checkpoint, images, caplog):
     before = (images / "a.png").read_bytes()
     assert run("--model", checkpoint, "--input", images, "--output", images, "--suffix", "") == 2

@@ -16,6 +16,7 @@ from torch.nn import functional as F
 from esrforge.data.imageio import read_image, write_image
 from esrforge.inference import TileOptions, Upscaler, read_upright
 from esrforge.inference.exif import exif_orientation
+from esrforge.inference.images import write_output
 from esrforge.inference.jobs import Job
 from esrforge.inference.runner import ImageProcessor
 
@@ -107,7 +108,9 @@ def process(tmp_path: Path, image: np.ndarray, alpha_upsampler: str = "bicubic")
     source, output = tmp_path / "in.png", tmp_path / "out" / "in_x2.png"
     write_image(source, image)
     processor = ImageProcessor(Upscaler(Nearest(), TileOptions(tile_size=16)), 2, alpha_upsampler)
-    assert processor(Job("in.png", source, output, None)) is None
+    upscaled, score = processor.process(Job("in.png", source, output, None))
+    assert score is None
+    write_output(output, upscaled)
     return read_image(output)
 
 

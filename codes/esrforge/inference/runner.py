@@ -7,6 +7,8 @@ the run's exit code is 1 when any failed.
 from __future__ import annotations
 
 import logging
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,8 +106,8 @@ class ImageProcessor:
                 alpha = resize_alpha(alpha, self.scale)
         return compose(rgb, alpha, image.grey)
 
-    def __call__(self, job: Job) -> ImageScore | None:
-        """Upscale ``job.source`` into ``job.output``; its scores when there is a ground truth."""
+    def process(self, job: Job) -> tuple[np.ndarray, ImageScore | None]:
+        """The output array for ``job`` (not written yet), and its scores when there is a ground truth."""
         image = read_input(job.source)
         gt: InputImage | None = None
         if self.downscale_gt:
@@ -113,14 +115,47 @@ class ImageProcessor:
         elif job.gt is not None:
             gt = read_input(job.gt)
         output = self.upscale_image(image)
-        write_output(job.output, output)
         if gt is None:
-            return None
+            return output, None
         sr = to_uint8(compose(output[:, :, :3], None, image.grey) if output.ndim == 3 else output)
         reference = to_uint8(compose(gt.rgb, None, gt.grey))
         sr, reference = align_to_gt(sr, reference, job.output, job.gt or job.source, self.scale)
         crop = self.scale if self.crop_border is None else self.crop_border
-        return score_pair(job.name, sr, reference, crop)
+        return output, score_pair(job.name, sr, reference, crop)
+
+
+class BackgroundWriter:
+    """Encodes and writes outputs on worker threads while the next image is upscaled.
+
+    A PNG of a x4 720p frame takes about as long to encode as a GPU takes to make it; OpenCV releases
+    the GIL while it encodes. At most ``pending`` outputs wait in memory; ``submit`` and ``finish``
+    return the jobs whose writing has failed since the last call, with the error.
+    """
+
+    def __init__(self, threads: int = 2, pending: int = 2) -> None:
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="esrforge-write")
+        self.pending: deque[tuple[Job, Future[None]]] = deque()
+        self.limit = pending
+
+    def submit(self, job: Job, image: np.ndarray) -> list[tuple[Job, BaseException]]:
+        """Queue ``image`` for ``job.output``; waits while ``pending`` writes are in flight."""
+        self.pending.append((job, self.pool.submit(write_output, job.output, image)))
+        return self._collect(self.limit)
+
+    def finish(self) -> list[tuple[Job, BaseException]]:
+        """Wait for every queued write and stop the threads."""
+        failed = self._collect(0)
+        self.pool.shutdown()
+        return failed
+
+    def _collect(self, keep: int) -> list[tuple[Job, BaseException]]:
+        failed = []
+        while len(self.pending) > keep or (self.pending and self.pending[0][1].done()):
+            job, future = self.pending.popleft()
+            error = future.exception()
+            if error is not None:
+                failed.append((job, error))
+        return failed
 
 
 def _report_scores(scores: list[ImageScore], out_dir: Path) -> None:
@@ -142,19 +177,32 @@ def run_test(config: TestConfig, progress: bool = True) -> int:
         upscaler, scale, options.alpha_upsampler, dataset.downscale_gt, options.crop_border
     )
     log.info("%s: %d image(s) from %s -> %s", config.name, len(jobs), dataset.dataroot, config.output_dir)
-    scores, failures = [], []
-    for job in tqdm(jobs, unit="image", disable=not progress or None):
-        try:
-            score = process(job)
-        except IMAGE_ERRORS as err:
-            log.error("%s: skipped: %s", job.source, " ".join(str(err).split()) or type(err).__name__)
-            failures.append(job.name)
-            continue
-        if score is not None:
-            log.info("%s: PSNR_Y %.4f dB, SSIM_Y %.4f", job.name, score.psnr_y, score.ssim_y)
-            scores.append(score)
+    scores: dict[str, ImageScore] = {}
+    failures: list[str] = []
+
+    def failed(job: Job, err: BaseException, what: str) -> None:
+        log.error("%s: %s: %s", job.source, what, " ".join(str(err).split()) or type(err).__name__)
+        failures.append(job.name)
+        scores.pop(job.name, None)
+
+    writer = BackgroundWriter()
+    try:
+        for job in tqdm(jobs, unit="image", disable=not progress or None):
+            try:
+                output, score = process.process(job)
+            except IMAGE_ERRORS as err:
+                failed(job, err, "skipped")
+                continue
+            if score is not None:
+                log.info("%s: PSNR_Y %.4f dB, SSIM_Y %.4f", job.name, score.psnr_y, score.ssim_y)
+                scores[job.name] = score
+            for unwritten, error in writer.submit(job, output):
+                failed(unwritten, error, f"not written to {unwritten.output}")
+    finally:
+        for unwritten, error in writer.finish():
+            failed(unwritten, error, f"not written to {unwritten.output}")
     if scores:
-        _report_scores(scores, config.output_dir)
+        _report_scores(list(scores.values()), config.output_dir)
     done = len(jobs) - len(failures)
     log.info("upscaled %d of %d image(s) into %s", done, len(jobs), config.output_dir)
     if failures:
