@@ -66,6 +66,32 @@ def test_border_dependent_generator_gives_positive_and_grad_flows(offsets):
         assert generator.conv.weight.grad is not None and generator.conv.weight.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("offsets", ["corners", "random"])
+def test_second_patch_in_the_main_batch_gives_the_same_loss_and_gradients(offsets):
+    """The trainer's path (G on both patches in one batch) equals the loss running G itself."""
+    loss = make_loss(offsets)
+    generator = PaddedConvUp()
+    lq_tile = torch.rand(2, 3, TILE // SCALE, TILE // SCALE)
+    lq, hq, box = loss.sample_main_patch(lq_tile, nearest(lq_tile), SCALE)
+    values, grads = [], []
+    for batched in (False, True):
+        generator.zero_grad()
+        torch.manual_seed(3)  # the same second patch both times
+        if batched:
+            lq_second, second = loss.sample_second_patch(lq_tile, box, SCALE)
+            fake, fake_second = generator(torch.cat([lq, lq_second])).chunk(2)
+            ctx = GeneratorContext(lq, fake, hq, generator, lq_tile, box, SCALE, None, second, fake_second)
+        else:
+            ctx = GeneratorContext(lq, generator(lq), hq, generator, lq_tile, box, SCALE)
+        value = loss(ctx)
+        value.backward()
+        values.append(value.detach())
+        grads.append(generator.conv.weight.grad.clone())
+    assert values[0] > 0
+    torch.testing.assert_close(values[0], values[1])
+    torch.testing.assert_close(grads[0], grads[1])
+
+
 def test_corners_geometry():
     torch.manual_seed(0)
     loss = make_loss("corners")

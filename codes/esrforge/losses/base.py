@@ -48,7 +48,9 @@ class GeneratorContext:
 
     ``fake = generator(lq)``; ``lq`` was cut from ``lq_tile`` at ``lq_box`` (top, left, LR pixels) and
     ``real`` is the HR region that matches ``fake``. ``discriminate`` calls D on its input plus fresh
-    input noise; it is ``None`` when no discriminator is configured.
+    input noise; it is ``None`` when no discriminator is configured. When the translational loss is
+    active, the trainer has already run G on its second patch (at ``second_box``) in the same batch as
+    ``lq``: ``fake_second`` is that output.
     """
 
     lq: Tensor
@@ -59,6 +61,8 @@ class GeneratorContext:
     lq_box: tuple[int, int]
     scale: int
     discriminate: Callable[[Tensor], Tensor] | None = None
+    second_box: tuple[int, int] | None = None
+    fake_second: Tensor | None = None
 
 
 @dataclass

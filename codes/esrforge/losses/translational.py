@@ -1,9 +1,11 @@
 """Translational (self-consistency) loss: G must agree with itself where two shifted patches overlap.
 
 The trainer cuts the main LR patch from an LR tile with :meth:`TranslationalLoss.sample_main_patch`
-and runs G on it (``ctx.fake``). The loss cuts a second patch of the same size from the same tile,
-runs G on it and compares the two outputs over an HR region both patches cover. Boxes are drawn once
-per batch (every sample uses the same offsets) with torch's RNG.
+and a second patch of the same size with :meth:`TranslationalLoss.sample_second_patch`, and runs G on
+both in one batch (``ctx.fake``, ``ctx.fake_second``: one forward of twice the batch launches half
+the kernels of two). The loss compares the two outputs over an HR region both patches cover. Boxes are
+drawn once per batch (every sample uses the same offsets) with torch's RNG. Given a context without
+the second output, the loss draws the patch and runs G itself.
 
 - ``corners`` (DLAS): the main patch is the tile's top-left corner, the second one of the other three
   corners (uniform); the compared region is the central ``(2·patch − tile)²`` square, covered by all
@@ -133,13 +135,9 @@ class TranslationalLoss(Loss[TranslationalOptions]):
         hq = hq_tile[..., top * scale : (top + size) * scale, left * scale : (left + size) * scale]
         return lq, hq, (top, left)
 
-    def forward(self, ctx: GeneratorContext) -> Tensor:
-        tile, size = self._sizes(ctx.lq_tile, ctx.scale)
-        if ctx.lq.shape[-2:] != (size, size):
-            raise ValueError(
-                f"translational loss: LR patch is {tuple(ctx.lq.shape[-2:])}, expected {size}x{size}"
-            )
-        main = ctx.lq_box
+    def sample_second_patch(self, lq_tile: Tensor, main: Box, scale: int) -> tuple[Tensor, Box]:
+        """Draw the second LR patch for the main patch at ``main``; returns (its LR patch, its box)."""
+        tile, size = self._sizes(lq_tile, scale)
         if self.options.offsets == "corners":
             corners = self._corners(tile, size)
             if main not in corners:
@@ -147,11 +145,22 @@ class TranslationalLoss(Loss[TranslationalOptions]):
                     f"translational loss: corners mode needs the main patch at a corner, got {main}"
                 )
             second = pick([c for c in corners if c != main])
-            region = intersection(corners, size, ctx.scale)
         else:
-            second = pick(self._shifted(main, tile, size, ctx.scale))
-            region = intersection([main, second], size, ctx.scale)
-        other = ctx.generator(ctx.lq_tile[..., second[0] : second[0] + size, second[1] : second[1] + size])
+            second = pick(self._shifted(main, tile, size, scale))
+        return lq_tile[..., second[0] : second[0] + size, second[1] : second[1] + size], second
+
+    def forward(self, ctx: GeneratorContext) -> Tensor:
+        tile, size = self._sizes(ctx.lq_tile, ctx.scale)
+        if ctx.lq.shape[-2:] != (size, size):
+            raise ValueError(
+                f"translational loss: LR patch is {tuple(ctx.lq.shape[-2:])}, expected {size}x{size}"
+            )
+        main, second, other = ctx.lq_box, ctx.second_box, ctx.fake_second
+        if second is None or other is None:
+            lq_second, second = self.sample_second_patch(ctx.lq_tile, main, ctx.scale)
+            other = ctx.generator(lq_second)
+        shared = self._corners(tile, size) if self.options.offsets == "corners" else [main, second]
+        region = intersection(shared, size, ctx.scale)
         return distance(
             self.options.criterion,
             crop_region(ctx.fake, main, region, ctx.scale),

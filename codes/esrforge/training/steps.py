@@ -76,13 +76,19 @@ class IterationRunner:
 
     def run(self, lq_tile: Tensor, hq_tile: Tensor, step: int) -> StepResult:
         """Train on one batch at ``step`` (0-based); non-finite losses skip their optimiser step."""
+        lq, hq, box = lq_tile, hq_tile, (0, 0)
+        second: tuple[Tensor, tuple[int, int]] | None = None
         if self.translational is not None:
             lq, hq, box = self.translational.sample_main_patch(lq_tile, hq_tile, self.scale)
-        else:
-            lq, hq, box = lq_tile, hq_tile, (0, 0)
+            if self.translational.options.active(step):
+                second = self.translational.sample_second_patch(lq_tile, box, self.scale)
         generator = self.nets.generator.net
+        fake_second: Tensor | None = None
         with self.precision.autocast():
-            fake = generator(lq)
+            if second is None:
+                fake = generator(lq)
+            else:  # both patches in one forward: half the kernel launches of two
+                fake, fake_second = generator(torch.cat([lq, second[0]])).chunk(2)
         result = StepResult()
         d_active = self.gan is not None and self.gan.options.active(step)
         for which in self.train.step_order:
@@ -90,7 +96,18 @@ class IterationRunner:
                 # float32: the penalised pass below may run outside autocast, where half inputs fail.
                 self._discriminator_step(fake.detach().float(), hq, step, result)
             elif which == "generator":
-                ctx = GeneratorContext(lq, fake, hq, generator, lq_tile, box, self.scale, self.discriminate)
+                ctx = GeneratorContext(
+                    lq,
+                    fake,
+                    hq,
+                    generator,
+                    lq_tile,
+                    box,
+                    self.scale,
+                    self.discriminate,
+                    second_box=None if second is None else second[1],
+                    fake_second=fake_second,
+                )
                 self._generator_step(ctx, step, result)
         return result
 
