@@ -27,3 +27,16 @@ def test_a_log_line_during_a_progress_bar_is_a_line_of_its_own():
     # Each screen line is what follows the last carriage return of a newline-separated chunk.
     lines = [chunk.rsplit("\r", 1)[-1] for chunk in stream.getvalue().split("\n")]
     assert "WARNING halfway" in lines
+
+
+def test_a_forked_child_writes_plainly(monkeypatch):
+    stream = io.StringIO()
+    handler = ProgressAwareHandler(stream)
+    handler.pid -= 1  # as seen from a forked DataLoader worker
+
+    def no_tqdm(*args, **kwargs):
+        raise AssertionError("tqdm.write must not run in a child: its lock may be held by a dead thread")
+
+    monkeypatch.setattr(tqdm, "write", no_tqdm)
+    handler.emit(logging.LogRecord("esrforge", logging.WARNING, __file__, 1, "from a worker", None, None))
+    assert stream.getvalue() == "from a worker\n"

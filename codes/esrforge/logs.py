@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
+from typing import TextIO
 
 import cv2
 from tqdm import tqdm
@@ -14,9 +16,20 @@ _FORMAT = "%(asctime)s %(levelname)s %(message)s"
 
 
 class ProgressAwareHandler(logging.StreamHandler):
-    """Writes records through ``tqdm.write``, so a log line never lands inside a progress bar."""
+    """Writes records through ``tqdm.write``, so a log line never lands inside a progress bar.
+
+    Forked children (DataLoader workers) write plainly: their copies of the parent's bars are stale,
+    and tqdm's lock may have been held by another thread at the fork.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(stream)
+        self.pid = os.getpid()
 
     def emit(self, record: logging.LogRecord) -> None:
+        if os.getpid() != self.pid:
+            super().emit(record)
+            return
         try:
             tqdm.write(self.format(record), file=self.stream)
         except Exception:  # logging's contract: report, never raise
