@@ -138,6 +138,7 @@ def test_resume_after_hard_kill_is_bit_exact(tmp_path):
     )
     assert "3 training images, batch 2 per process; steps 0 to 6" in log
     assert "steps 2-5: pixel, perceptual, translational, gan, gradient_penalty" in log
+    assert re.search(r"finished 6 steps: .*6_G\.pth; best validation PSNR-Y [\d.]+ dB at step [36]", log)
     assert "steps 3 to 6" in (resumed / "train.log").read_text()
     # Run again when complete: nothing to train, and the last checkpoint is not rewritten.
     written = (resumed / "training_state" / "6.state").stat().st_mtime_ns

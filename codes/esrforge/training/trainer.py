@@ -127,6 +127,17 @@ class Trainer:
         for line in describe_schedule(train.losses, train.niter):
             log.info("%s", line)
 
+    def _log_result(self) -> None:
+        """The closing line of a finished run: where its model is, and its best validation score."""
+        best = self.validator.best if self.validator is not None else None
+        score = (
+            f"; best validation PSNR-Y {best['psnr_y']:.3f} dB at step {int(best['step'])} "
+            f"({self.dirs.models / 'best_G.pth'})"
+            if best is not None
+            else ""
+        )
+        log.info("finished %d steps: %s%s", self.step, self.dirs.models / f"{self.step}_G.pth", score)
+
     def _trained(self) -> dict[str, Trained]:
         nets = {"G": self.nets.generator}
         if self.nets.discriminator is not None:
@@ -268,6 +279,8 @@ class Trainer:
                 self._periodic(reporter)
             if self.step >= train.niter or self._stop_signal is not None:
                 self._save_unless_saved()
+            if self.step >= train.niter and self.dist.is_main:
+                self._log_result()
         finally:
             reporter.close()
             for sig, handler in previous.items():
