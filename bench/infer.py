@@ -208,8 +208,9 @@ def seams(args: argparse.Namespace, device: torch.device) -> None:
         f"{'pad':>4} {'overlap':>7} {'work':>5} {'PSNR dB':>8} {'% > 1/255':>9} {'max /255':>8} {'border':>7} {'inside':>7}"
     )
     for pad, overlap in SEAM_SETTINGS:
-        tiled = Upscaler(model, TileOptions(tile_size=tile, tile_pad=pad, tile_overlap=overlap))(image)
-        grid = TileGrid.plan(height, width, tile, overlap, pad)
+        upscaler = Upscaler(model, TileOptions(tile_size=tile, tile_pad=pad, tile_overlap=overlap))
+        tiled = upscaler(image)
+        grid = upscaler.plan(height, width)
         error = (tiled - whole).abs() * 255
         border, inside = seam_errors(tiled - whole, grid, 4, max(overlap, 32))
         ratio = work_ratio(height, width, tile, overlap, pad)

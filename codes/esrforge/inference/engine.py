@@ -31,13 +31,13 @@ def size_multiple(model: nn.Module) -> int:
 
 
 class Engine:
-    """Runs ``model`` on float32 batches and returns float32 outputs on its device; the model is not modified.
+    """Runs ``model`` on float32 batches, returning float32 outputs on its device; the model is not modified.
 
     Inputs are moved to the model's device (CPU batches through pinned memory on CUDA, so the copy is
     asynchronous), cast to its parameters' dtype and given the channels_last memory format (convolutions
     then run channels_last). When ``dtype`` differs from the parameters' dtype the forward runs under
-    autocast. A CUDA out-of-memory error halves the batch (for good); with
-    one tile left it raises :class:`TileTooLarge`.
+    autocast. A CUDA out-of-memory error halves the batch (for good); with one tile left it raises
+    :class:`TileTooLarge`.
     """
 
     def __init__(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,34 +129,34 @@ class BackgroundWriter:
     """Encodes and writes outputs on worker threads while the next image is upscaled.
 
     A PNG of a x4 720p frame takes about as long to encode as a GPU takes to make it; OpenCV releases
-    the GIL while it encodes. At most ``pending`` outputs wait in memory; ``submit`` and ``finish``
-    return the jobs whose writing has failed since the last call, with the error.
+    the GIL while it encodes. At most ``pending`` outputs wait in memory; a failed write is passed to
+    ``on_error`` with its job, in the calling thread.
     """
 
-    def __init__(self, threads: int = 2, pending: int = 2) -> None:
+    def __init__(
+        self, on_error: Callable[[Job, BaseException], None], threads: int = 2, pending: int = 2
+    ) -> None:
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="esrforge-write")
         self.pending: deque[tuple[Job, Future[None]]] = deque()
+        self.on_error = on_error
         self.limit = pending
 
-    def submit(self, job: Job, image: np.ndarray) -> list[tuple[Job, BaseException]]:
+    def submit(self, job: Job, image: np.ndarray) -> None:
         """Queue ``image`` for ``job.output``; waits while ``pending`` writes are in flight."""
         self.pending.append((job, self.pool.submit(write_output, job.output, image)))
-        return self._collect(self.limit)
+        self._collect(self.limit)
 
-    def finish(self) -> list[tuple[Job, BaseException]]:
+    def finish(self) -> None:
         """Wait for every queued write and stop the threads."""
-        failed = self._collect(0)
+        self._collect(0)
         self.pool.shutdown()
-        return failed
 
-    def _collect(self, keep: int) -> list[tuple[Job, BaseException]]:
-        failed = []
+    def _collect(self, keep: int) -> None:
         while len(self.pending) > keep or (self.pending and self.pending[0][1].done()):
             job, future = self.pending.popleft()
             error = future.exception()
             if error is not None:
-                failed.append((job, error))
-        return failed
+                self.on_error(job, error)
 
 
 def _report_scores(scores: list[ImageScore], out_dir: Path) -> None:
@@ -180,27 +181,25 @@ def run_test(config: TestConfig, progress: bool = True) -> int:
     scores: dict[str, ImageScore] = {}
     failures: list[str] = []
 
-    def failed(job: Job, err: BaseException, what: str) -> None:
+    def failed(job: Job, err: BaseException, what: str = "skipped") -> None:
         log.error("%s: %s: %s", job.source, what, " ".join(str(err).split()) or type(err).__name__)
         failures.append(job.name)
         scores.pop(job.name, None)
 
-    writer = BackgroundWriter()
+    writer = BackgroundWriter(lambda job, err: failed(job, err, f"not written to {job.output}"))
     try:
         for job in tqdm(jobs, unit="image", disable=not progress or None):
             try:
                 output, score = process.process(job)
             except IMAGE_ERRORS as err:
-                failed(job, err, "skipped")
+                failed(job, err)
                 continue
             if score is not None:
                 log.info("%s: PSNR_Y %.4f dB, SSIM_Y %.4f", job.name, score.psnr_y, score.ssim_y)
                 scores[job.name] = score
-            for unwritten, error in writer.submit(job, output):
-                failed(unwritten, error, f"not written to {unwritten.output}")
+            writer.submit(job, output)
     finally:
-        for unwritten, error in writer.finish():
-            failed(unwritten, error, f"not written to {unwritten.output}")
+        writer.finish()
     if scores:
         _report_scores(list(scores.values()), config.output_dir)
     done = len(jobs) - len(failures)

@@ -143,11 +143,7 @@ class DistributedContext:
 
     def all_reduce_mean(self, tensor: torch.Tensor) -> torch.Tensor:
         """The float32 mean of ``tensor`` over all processes, on this process's device (for logging)."""
-        result = tensor.detach().to(device=self.device, dtype=torch.float32, copy=True)
-        if self.distributed:
-            dist.all_reduce(result, op=dist.ReduceOp.SUM)
-            result /= self.world_size
-        return result
+        return self.all_reduce_sum(tensor.to(device=self.device, dtype=torch.float32)) / self.world_size
 
     def destroy(self) -> None:
         """Leave the process group (safe to call twice)."""

@@ -77,18 +77,17 @@ class IterationRunner:
     def run(self, lq_tile: Tensor, hq_tile: Tensor, step: int) -> StepResult:
         """Train on one batch at ``step`` (0-based); non-finite losses skip their optimiser step."""
         lq, hq, box = lq_tile, hq_tile, (0, 0)
-        second: tuple[Tensor, tuple[int, int]] | None = None
+        lq_second, second_box, fake_second = None, None, None
         if self.translational is not None:
             lq, hq, box = self.translational.sample_main_patch(lq_tile, hq_tile, self.scale)
             if self.translational.options.active(step):
-                second = self.translational.sample_second_patch(lq_tile, box, self.scale)
+                lq_second, second_box = self.translational.sample_second_patch(lq_tile, box, self.scale)
         generator = self.nets.generator.net
-        fake_second: Tensor | None = None
         with self.precision.autocast():
-            if second is None:
+            if lq_second is None:
                 fake = generator(lq)
             else:  # both patches in one forward: half the kernel launches of two
-                fake, fake_second = generator(torch.cat([lq, second[0]])).chunk(2)
+                fake, fake_second = generator(torch.cat([lq, lq_second])).chunk(2)
         result = StepResult()
         d_active = self.gan is not None and self.gan.options.active(step)
         for which in self.train.step_order:
@@ -105,7 +104,7 @@ class IterationRunner:
                     box,
                     self.scale,
                     self.discriminate,
-                    second_box=None if second is None else second[1],
+                    second_box=second_box,
                     fake_second=fake_second,
                 )
                 self._generator_step(ctx, step, result)

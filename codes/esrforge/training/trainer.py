@@ -77,7 +77,6 @@ class Trainer:
         )
         self.runner = IterationRunner(self.nets, self.losses, self.train, self.precision, config.scale, dist)
         dataset = build_dataset(config.datasets.train, config.scale)
-        self.train_images = len(cast(Sized, dataset))
         self.loader = make_train_loader(
             dataset, config.datasets.train, seed=self.train.manual_seed, device=self.device
         )
@@ -119,7 +118,7 @@ class Trainer:
         )
         log.info(
             "%d training images, batch %d per process; steps %d to %d",
-            self.train_images,
+            len(cast(Sized, self.loader.loader.dataset)),
             config.datasets.train.batch_size,
             self.step,
             train.niter,
