@@ -205,6 +205,10 @@ def test_missing_and_corrupt_files(tmp_path: Path) -> None:
     with pytest.raises(ValueError) as cut:
         read_state_dict(tmp_path / "cut.pth")
     one_line_error(cut, "cut.pth", "not a readable PyTorch checkpoint")
+    (tmp_path / "README.md").write_text("# not weights\n")
+    with pytest.raises(ValueError) as text:
+        read_state_dict(tmp_path / "README.md")
+    one_line_error(text, "README.md", "not a PyTorch checkpoint (expected a .pth/.pt file or .safetensors)")
 
 
 def test_no_state_dict_in_file(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import torch
 
 from esrforge.cli.common import run_program
 from esrforge.cli.process_video import main
-from esrforge.data.imageio import read_image
+from esrforge.data.imageio import read_image, write_image
 from esrforge.inference.images import to_tensor
 from esrforge.inference.tiling import TileOptions, Upscaler
 from esrforge.networks import RRDBNet, load_generator
@@ -274,6 +274,12 @@ def test_subtitles_an_mp4_cannot_hold_fail_before_any_work(tmp_path, checkpoint,
         (lambda d: d / "missing.mp4", [], "does not exist"),
         (lambda d: text_file(d / "notes.mp4"), [], "not a video"),
         (lambda d: make_sound(d / "sound.wav"), [], "no video stream"),
+        (
+            lambda d: still_image(d / "photo.png"),
+            [],
+            "a still image, not a video; upscale images with test.py",
+        ),
+        (lambda d: still_image(d / "photo.jpg"), [], "a still image, not a video"),
         (lambda d: d / "clip.mp4", ["--codec", "libx999"], "--codec"),
         (lambda d: d / "clip.mp4", ["--preset", "warp"], "refuses these settings"),
     ],
@@ -288,6 +294,11 @@ def test_user_errors_exit_2(tmp_path, checkpoint, clip, caplog, make, flags, mes
 
 def text_file(path: Path) -> Path:
     path.write_text("not a video")
+    return path
+
+
+def still_image(path: Path) -> Path:
+    write_image(path, np.full((24, 32, 3), 128, np.uint8))
     return path
 
 

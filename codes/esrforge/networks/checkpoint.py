@@ -46,6 +46,10 @@ def _first_line(error: BaseException) -> str:
 
 
 def _read_pickle(path: Path) -> Any:
+    with path.open("rb") as handle:
+        magic = handle.read(4)
+    if not magic.startswith((b"PK\x03\x04", b"\x80")):  # torch.save's zip archive, or a legacy pickle
+        raise ValueError(f"{path}: not a PyTorch checkpoint (expected a .pth/.pt file or .safetensors)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:

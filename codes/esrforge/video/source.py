@@ -49,9 +49,13 @@ def open_input(path: Path) -> InputContainer:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such video file")
     try:
-        return av.open(str(path), "r")
+        container = av.open(str(path), "r")
     except av.FFmpegError as err:
         raise ValueError(f"{path}: not a video FFmpeg can read ({err.strerror or err})") from None
+    if container.format.name.startswith("image2") or container.format.name.endswith("_pipe"):
+        container.close()
+        raise ValueError(f"{path}: a still image, not a video; upscale images with test.py")
+    return container
 
 
 def video_stream(container: InputContainer, path: Path) -> VideoStream:
