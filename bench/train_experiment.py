@@ -80,13 +80,15 @@ def stage(config_file: Path, overrides: list[str]) -> tuple[Config, Path, float]
     return config, final, (time.perf_counter() - start) / 60
 
 
-def score(model: Path, benchmark: Path, out: Path) -> tuple[dict[str, list[ImageScore]], dict[str, Path]]:
-    """Upscale Set5 and Set14 with test.py (LR made from the GT); their scores and output folders."""
+def score(
+    model: Path, benchmark: Path, out: Path, extra: tuple[str, ...] = ()
+) -> tuple[dict[str, list[ImageScore]], dict[str, Path]]:
+    """Upscale Set5 and Set14 with test.py (LR made from the GT, ``extra`` flags added); scores and folders."""
     scores, folders = {}, {}
     for name in ("Set5", "Set14"):
         folder = out / name
         args = ["--model", str(model), "--input", str(benchmark / name), "--output", str(folder)]
-        if test_cli.main([*args, "--downscale-gt", "--cpu"]) != 0:
+        if test_cli.main([*args, "--downscale-gt", "--cpu", *extra]) != 0:
             raise SystemExit(f"test.py failed on {benchmark / name}")
         scores[name], folders[name] = evaluate_folder(benchmark / name, folder, 4, 4), folder
     return scores, folders

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -33,6 +34,11 @@ class RRDBNetOptions(NetworkOptions):
         False,
         doc="add a bicubic upscale of the input to the output, so an untrained network starts near bicubic "
         "quality (not ESRGAN's; stored in checkpoints as the 'bicubic_skip' buffer)",
+    )
+    init: Literal["basicsr", "dlas"] = option(
+        "basicsr",
+        doc="basicsr: Kaiming-normal x0.1 on the dense-block convs only, PyTorch's default elsewhere "
+        "(ESRGAN's authors, BasicSR); dlas: x0.1 on every conv (DLAS; trains far slower from scratch)",
     )
 
     def __post_init__(self) -> None:
@@ -105,6 +111,7 @@ class RRDBNet(nn.Module):
         scale: int = 4,
         pixel_unshuffle: bool = True,
         bicubic_skip: bool = False,
+        init: Literal["basicsr", "dlas"] = "basicsr",
     ) -> None:
         super().__init__()
         self.options = RRDBNetOptions(
@@ -117,6 +124,7 @@ class RRDBNet(nn.Module):
             scale=scale,
             pixel_unshuffle=pixel_unshuffle,
             bicubic_skip=bicubic_skip,
+            init=init,
         )
         if bicubic_skip:  # a marker that lets the checkpoint loader rebuild the same network
             self.register_buffer("bicubic_skip", torch.ones(()))
@@ -132,14 +140,24 @@ class RRDBNet(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Kaiming-normal (fan_in) weights scaled by 0.1 and zero biases on every conv."""
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, a=0, mode="fan_in")
-                with torch.no_grad():
-                    module.weight.mul_(0.1)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+        """Kaiming-normal (fan_in) x 0.1 with zero biases on the dense-block convs (``init: basicsr``)
+        or on every conv (``init: dlas``); the other convs keep PyTorch's default initialisation.
+
+        With ``bicubic_skip``, ``conv_last`` is scaled too, so the network starts near bicubic.
+        """
+        convs = [m for m in self.modules() if isinstance(m, nn.Conv2d)]
+        for module in convs:
+            module.reset_parameters()
+        if self.options.init == "basicsr":
+            convs = [m for m in self.body.modules() if isinstance(m, nn.Conv2d)]
+            if self.options.bicubic_skip:
+                convs.append(self.conv_last)
+        for module in convs:
+            nn.init.kaiming_normal_(module.weight, a=0, mode="fan_in")
+            with torch.no_grad():
+                module.weight.mul_(0.1)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         skip = (
