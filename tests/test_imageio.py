@@ -1,5 +1,9 @@
 """Image reading/writing helpers: RGB order, bit depth, grey/alpha, unicode paths, errors, atomicity."""
 
+import struct
+import zlib
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -92,3 +96,23 @@ def test_list_images(tmp_path):
     assert [p.name for p in list_images(tmp_path, recursive=True)] == ["a.jpg", "b.PNG", "e.png"]
     with pytest.raises(FileNotFoundError):
         list_images(tmp_path / "none")
+
+
+def test_an_image_claiming_more_pixels_than_opencv_decodes_is_one_line(tmp_path: Path) -> None:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 40000, 40000, 8, 2, 0, 0, 0)
+    path = tmp_path / "huge.png"
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
+    with pytest.raises(ValueError) as info:
+        read_image(path)
+    message = str(info.value)
+    assert str(path) in message and "40000x40000 (1,600,000,000 pixels)" in message
+    assert "limit of 1,073,741,824" in message and "OPENCV_IO_MAX_IMAGE_PIXELS=1600000000" in message
+    assert "\n" not in message

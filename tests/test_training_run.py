@@ -1,4 +1,4 @@
-"""train.py end to end on the CPU: a tiny GAN run, exact resume after a hard kill, signals, non-finite losses."""
+"""train.py end to end on the CPU: signals, unusable data, out of memory, non-finite losses, torchrun, precisions."""
 
 from __future__ import annotations
 
@@ -8,18 +8,15 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-import yaml
 
+from conftest import REPO, tensors_equal, tiny_gan_config
 from esrforge.cli.common import run_program
 from esrforge.cli.train import main
 from esrforge.data.base import build_dataset
 from esrforge.data.datasets import HRPatchDataset
-from esrforge.data.imageio import write_image
 from esrforge.data.loader import make_val_loader
 from esrforge.losses.pixel import PixelLoss
 from esrforge.networks import RRDBNet
@@ -30,121 +27,6 @@ from esrforge.training.precision import Precision
 from esrforge.training.reporting import Reporter
 from esrforge.training.steps import IterationRunner
 from esrforge.training.validation import Validator
-
-REPO = Path(__file__).resolve().parents[1]
-
-KILL_AT_STEP = """
-import os, signal, sys
-sys.path.insert(0, {codes!r})
-from esrforge.training import steps
-original = steps.IterationRunner.run
-def run(self, lq, hq, step):
-    if step == {step}:
-        os.kill(os.getpid(), signal.SIGKILL)
-    return original(self, lq, hq, step)
-steps.IterationRunner.run = run
-from esrforge.cli.train import run as train
-sys.argv = ["train.py", *{args!r}]
-train()
-"""
-
-
-def tiny_gan_config(root: Path, niter: int = 6) -> Path:
-    """Every loss of the recipe, EMA and validation, on 96 px tiles and a 1-block RRDB."""
-    rng = np.random.default_rng(1)
-    for i in range(3):
-        base = rng.integers(0, 256, (13, 13, 3)).astype(np.float32)
-        image = np.kron(base, np.ones((8, 8, 1)))[:100, :100] + rng.normal(0, 8, (100, 100, 3))
-        write_image(root / "data" / f"img{i}.png", np.clip(image, 0, 255).astype(np.uint8))
-    raw = {
-        "name": "run",
-        "gpu_ids": [],
-        "datasets": {
-            "train": {
-                "type": "HRPatchDataset",
-                "dataroot": "data",
-                "target_size": 96,
-                "batch_size": 2,
-                "n_workers": 1,
-            },
-            "val": {"type": "FullImageDataset", "dataroot": "data", "max_images": 1},
-        },
-        "networks": {
-            "generator": {"type": "RRDBNet", "nf": 8, "nb": 1, "gc": 4},
-            "discriminator": {"type": "VGGDiscriminatorGN", "nf": 8, "image_size": 64},
-        },
-        "path": {"experiments_root": "experiments"},
-        "train": {
-            "niter": niter,
-            "val_freq": 3,
-            "ema_decay": 0.9,
-            "lr_steps": [4],
-            "losses": [
-                {"type": "pixel", "weight": 0.05},
-                {"type": "perceptual", "pretrained": False, "after": 2},
-                {"type": "translational", "patch_size": 64, "after": 2},
-                {"type": "gan", "weight": 0.02, "after": 2},
-                {"type": "gradient_penalty", "after": 2},
-            ],
-        },
-        "logger": {"print_freq": 2, "save_checkpoint_freq": 3, "use_tb_logger": True},
-    }
-    path = root / "config.yml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
-
-
-def tensors_equal(a: object, b: object) -> bool:
-    """Deep equality of nested state with tensors compared exactly."""
-    if isinstance(a, torch.Tensor):
-        return isinstance(b, torch.Tensor) and a.shape == b.shape and bool(torch.equal(a, b))
-    if isinstance(a, dict):
-        return isinstance(b, dict) and a.keys() == b.keys() and all(tensors_equal(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(tensors_equal(x, y) for x, y in zip(a, b, strict=True))  # type: ignore[arg-type]
-    return a == b
-
-
-@pytest.mark.slow
-def test_resume_after_hard_kill_is_bit_exact(tmp_path):
-    config = tiny_gan_config(tmp_path)
-    assert run_program(lambda: main(["-opt", str(config), "--set", "name=straight"])) == 0
-    straight = tmp_path / "experiments" / "straight"
-    args = ["-opt", str(config), "--set", "name=killed", "path.resume_state=auto"]
-    script = KILL_AT_STEP.format(codes=str(REPO / "codes"), step=4, args=args)
-    killed = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False
-    )
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
-    resumed = tmp_path / "experiments" / "killed"
-    assert sorted(p.name for p in (resumed / "training_state").iterdir()) == ["3.state"]
-    assert run_program(lambda: main(args)) == 0
-    for name in ("6_G.pth", "6_G_ema.pth", "6_D.pth"):
-        a = torch.load(straight / "models" / name, weights_only=True)
-        b = torch.load(resumed / "models" / name, weights_only=True)
-        assert tensors_equal(a, b), name
-    a = torch.load(straight / "training_state" / "6.state", weights_only=True)
-    b = torch.load(resumed / "training_state" / "6.state", weights_only=True)
-    for key in ("networks", "optimizers", "schedulers", "ema", "loader", "step", "epoch"):
-        assert tensors_equal(a[key], b[key]), key
-    assert (straight / "models" / "best_G.pth").is_file()
-    assert list((straight / "val_images" / "3").glob("*.png"))
-    assert list((straight / "tb_logger").iterdir())
-    log = (straight / "train.log").read_text()
-    assert "step 6" in log
-    # The log opens with what is trained, on what, and the schedule; a resumed run starts at its step.
-    assert re.search(
-        r"experiment straight in .*: G [\d,]+ parameters, D [\d,]+ parameters on cpu \(float32\)", log
-    )
-    assert "3 training images, batch 2 per process; steps 0 to 6" in log
-    assert "steps 2-5: pixel, perceptual, translational, gan, gradient_penalty" in log
-    assert re.search(r"finished 6 steps: .*6_G\.pth; best validation PSNR-Y [\d.]+ dB at step [36]", log)
-    assert "steps 3 to 6" in (resumed / "train.log").read_text()
-    # Run again when complete: nothing to train, and the last checkpoint is not rewritten.
-    written = (resumed / "training_state" / "6.state").stat().st_mtime_ns
-    assert run_program(lambda: main(args)) == 0
-    assert (resumed / "training_state" / "6.state").stat().st_mtime_ns == written
-    assert "the run is at step 6, train.niter is 6: nothing to train" in (resumed / "train.log").read_text()
 
 
 @pytest.mark.slow

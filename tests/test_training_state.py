@@ -1,8 +1,7 @@
-"""Checkpoint files: weights for tools, the whole training state, RNG states, atomic writes and pruning."""
+"""Checkpoint files: weights for tools, the whole training state, atomic writes and pruning."""
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +16,8 @@ from esrforge.training.experiment import ExperimentDirs
 from esrforge.training.optim import MultiStepLR, build_optimizer
 from esrforge.training.precision import Precision
 from esrforge.training.state import (
-    capture_rng,
     load_training_state,
     prune_checkpoints,
-    restore_rng,
     save_models,
     save_training_state,
     save_weights,
@@ -30,16 +27,6 @@ from esrforge.training.state import (
 @pytest.fixture
 def dirs(tmp_path: Path) -> ExperimentDirs:
     return ExperimentDirs(tmp_path / "experiment")
-
-
-def draw() -> tuple[float, float, float, list[float]]:
-    """One number from each generator, plus the Gaussian pairs that Python and NumPy cache."""
-    return (
-        random.random(),
-        float(np.random.rand()),
-        float(torch.rand(1)),
-        [random.gauss(0, 1), np.random.randn()],
-    )
 
 
 def payload(step: int) -> dict[str, Any]:
@@ -59,7 +46,6 @@ def payload(step: int) -> dict[str, Any]:
         "scalers": {"G": Precision(False, False, torch.device("cpu")).grad_scaler().state_dict()},
         "ema": ModelEMA(net, 0.999).state_dict(),
         "sampler": {"seed": 0, "epoch": 3, "position": 7},
-        "rng": capture_rng(),
         "best": {"psnr": 27.5, "step": None},
     }
 
@@ -159,19 +145,6 @@ def test_interrupted_writes_keep_the_previous_checkpoint(
     assert dirs.newest_state() == state
 
 
-def test_rng_round_trip_through_a_state_file(dirs: ExperimentDirs) -> None:
-    random.gauss(0, 1)  # leaves a cached Gaussian in Python's generator
-    np.random.seed(3)
-    np.random.randn()  # and in NumPy's
-    path = save_training_state(dirs, 1, {"rng": capture_rng()})
-    expected = draw()
-    draw()
-    restore_rng(load_training_state(path)["rng"])
-    assert draw() == expected
-    with pytest.raises(ValueError, match="lacks numpy"):
-        restore_rng({"python": {}, "torch": torch.get_rng_state()})
-
-
 def test_prune_keeps_the_newest_steps_and_foreign_files(dirs: ExperimentDirs) -> None:
     names = [f"{step}_{tag}.pth" for step in (1000, 2000, 3000) for tag in ("G", "G_ema")]
     names += ["500_D.pth", "best_G.pth", "1000_best_G.pth", "G_final.pth", "x_G.pth", "notes.txt"]
@@ -193,3 +166,14 @@ def test_prune_keeps_the_newest_steps_and_foreign_files(dirs: ExperimentDirs) ->
     assert (dirs.models / "3000_G.pth").exists() and (dirs.models / "500_D.pth").exists()
     with pytest.raises(ValueError, match="keep_last"):
         prune_checkpoints(dirs, keep_last=0)
+
+
+def test_prune_never_deletes_protected_steps(dirs: ExperimentDirs) -> None:
+    """The end of a loss phase (100000_G.pth, which the docs say to keep) and listed steps survive."""
+    for step in (95000, 100000, 105000, 110000):
+        for path in (dirs.models / f"{step}_G.pth", dirs.training_state / f"{step}.state"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"")
+    removed = prune_checkpoints(dirs, keep_last=1, protected={0, 100000})
+    assert sorted(p.name for p in removed) == ["105000.state", "105000_G.pth", "95000.state", "95000_G.pth"]
+    assert sorted(p.name for p in dirs.models.iterdir()) == ["100000_G.pth", "110000_G.pth"]

@@ -3,12 +3,40 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
+
+FULL_BELOW = 1 << 20
+"""A file system with less free space than this (bytes) counts as full when a write to it fails."""
+
+
+class DiskFullError(OSError):
+    """A write failed because the file system it writes to is full."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(errno.ENOSPC, "no space left on device", str(path))
+        self.path = Path(path)
+
+
+def free_bytes(folder: Path) -> int:
+    """Free space of the file system that holds ``folder`` (0 when it cannot be read)."""
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return 0
+
+
+def _is_disk_full(error: BaseException, folder: Path) -> bool:
+    """Whether a failed write failed for lack of space (torch's writer reports it as a RuntimeError)."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return isinstance(error, OSError | RuntimeError) and free_bytes(folder) < FULL_BELOW
 
 
 @contextlib.contextmanager
@@ -16,6 +44,7 @@ def atomic_open(path: Path) -> Iterator[BinaryIO]:
     """Open a temporary file beside ``path``; on success it is fsynced and renamed to ``path``.
 
     A crash or exception at any point leaves either the old ``path`` or no file, never a partial one.
+    A write that fails because the disk is full raises :class:`DiskFullError` naming ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -27,9 +56,12 @@ def atomic_open(path: Path) -> Iterator[BinaryIO]:
             handle.flush()
             os.fsync(handle.fileno())
         Path(tmp).replace(path)
-    except BaseException:
+    except BaseException as error:
+        full = _is_disk_full(error, path.parent)  # asked before the partial file frees its space
         with contextlib.suppress(FileNotFoundError):
             Path(tmp).unlink()
+        if full and not isinstance(error, DiskFullError):
+            raise DiskFullError(path) from error
         raise
     fsync_dir(path.parent)
 
@@ -54,6 +86,13 @@ def fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def remove_temporaries(folder: Path) -> None:
+    """Delete the hidden temporary files that killed atomic writes left in ``folder`` (and below)."""
+    if folder.is_dir():
+        for path in folder.rglob(".*.tmp"):
+            path.unlink(missing_ok=True)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -58,7 +58,9 @@ def summarise(config: Config) -> None:
         log.info("would resume from %s", resume)
     elif ExperimentDirs(config.experiment_dir).root.exists():
         log.info(
-            "the experiment folder exists: a run would refuse it (use --archive or path.resume_state: auto)"
+            "the experiment folder exists without a training state: a run would start at the beginning in it"
+            if config.path.resume_state == "auto"
+            else "the experiment folder exists: a run would refuse it (use --archive or path.resume_state: auto)"
         )
     generator = build_generator(config)
     log.info(
@@ -93,8 +95,12 @@ def train(config: Config, archive: bool) -> int:
         resume = resume_path(config)
         dirs = ExperimentDirs(config.experiment_dir)
         if dist.is_main:
-            dirs = prepare_experiment(config, resuming=resume is not None, archive=archive)
+            # With resume_state: auto, a folder whose run was stopped before its first checkpoint is reused.
+            continuing = resume is not None or config.path.resume_state == "auto"
+            dirs = prepare_experiment(config, resuming=continuing, archive=archive)
             setup_logging(dirs.log_file)
+            if resume is None and continuing and dirs.log_file.stat().st_size:
+                log.info("no training state in %s yet: training starts at the beginning", dirs.training_state)
         dist.barrier()
         try:
             Trainer(config, dirs, resume, dist).run()

@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ..fileio import atomic_write_bytes
+from ..fileio import atomic_write_bytes, remove_temporaries
 from ..options.fields import option, require
 from .imageio import list_images, to_uint8, write_image
 from .imresize import imresize
@@ -230,7 +230,7 @@ def run_chunking(
     outputs = [output] + ([options.lr_output] if options.lr_output else [])
     sources = find_sources(inputs, exclude=outputs)
     for folder in outputs:
-        _remove_temporaries(folder)
+        remove_temporaries(folder)
     journal = Journal(output / JOURNAL_NAME)
     previous = _previous_records(output / MANIFEST_NAME, journal)
     tasks = [ImageTask(path, key, output, options) for path, key in sources]
@@ -291,13 +291,6 @@ def _run_tasks(tasks: list[ImageTask], workers: int | None) -> Iterator[tuple[Im
 def _ignore_interrupts() -> None:
     """In pool workers: leave Ctrl-C to the main process, which stops the pool."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _remove_temporaries(folder: Path) -> None:
-    """Delete the hidden temporary files a killed run left behind (never under a final name)."""
-    if folder.is_dir():
-        for path in folder.rglob(".*.tmp"):
-            path.unlink(missing_ok=True)
 
 
 def _cpu_count() -> int:

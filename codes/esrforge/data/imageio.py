@@ -45,7 +45,12 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
         raise FileNotFoundError(f"image file not found: {file}") from None
     except OSError as exc:
         raise ValueError(f"cannot read image file {file}: {exc.strerror or exc}") from None
-    image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED) if buffer.size else None
+    try:
+        image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED) if buffer.size else None
+    except cv2.error as exc:
+        if "CV_IO_MAX_IMAGE_PIXELS" in str(exc):
+            raise ValueError(_too_many_pixels(file)) from None
+        raise ValueError(f"cannot decode image file {file} ({str(exc).strip().splitlines()[-1]})") from None
     if image is None:
         raise ValueError(f"cannot decode image file {file} (unreadable, corrupt or not an image)")
     if image.ndim == 3 and image.shape[2] == 3:
@@ -53,6 +58,39 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     if image.ndim == 3 and image.shape[2] == 4:
         return cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA)
     return image
+
+
+OPENCV_PIXEL_LIMIT = "OPENCV_IO_MAX_IMAGE_PIXELS"
+"""The environment variable that sets how many pixels OpenCV decodes at most (default 2**30)."""
+
+
+def header_size(path: Path) -> tuple[int, int] | None:
+    """``(width, height)`` as the file's header states it, without decoding; None if unreadable."""
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # only the header is read: no decompression-bomb check needed
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (OSError, ValueError):
+        return None
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+
+
+def _too_many_pixels(path: Path) -> str:
+    """One line: the file, the size its header claims, OpenCV's limit and how to raise it."""
+    limit = int(os.environ.get(OPENCV_PIXEL_LIMIT, 1 << 30))
+    size = header_size(path)
+    if size is None:
+        claim, needed = "more pixels", limit * 2
+    else:
+        claim, needed = f"{size[0]}x{size[1]} ({size[0] * size[1]:,} pixels)", size[0] * size[1]
+    return (
+        f"cannot decode image file {path}: its header claims {claim}, over OpenCV's limit of {limit:,} "
+        f"pixels; to read it, start the program with {OPENCV_PIXEL_LIMIT}={needed} set"
+    )
 
 
 def write_image(path: str | os.PathLike[str], image: np.ndarray) -> None:

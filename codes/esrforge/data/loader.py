@@ -103,9 +103,13 @@ class TrainLoader:
         self._consumed = 0
 
     def __iter__(self) -> Iterator[Any]:
+        """Start the DataLoader's iterator now (it draws its worker seeds from torch's generator)."""
         self.sampler.load_state_dict(self.state_dict())  # discard what workers prefetched last time
         self._start, self._consumed = self.sampler.state_dict(), 0
-        for batch in self.loader:
+        return self._count(iter(self.loader))
+
+    def _count(self, batches: Iterator[Any]) -> Iterator[Any]:
+        for batch in batches:
             self._consumed += self.batch_size
             yield batch
 

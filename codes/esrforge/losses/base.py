@@ -9,6 +9,7 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar
 from torch import Tensor, nn
 
 from ..options.fields import option, require
+from ..randomness import StepGenerators
 from ..registry import Registry
 
 LOSSES: Registry[Loss[Any]] = Registry("loss")
@@ -50,7 +51,7 @@ class GeneratorContext:
     ``real`` is the HR region that matches ``fake``. ``discriminate`` calls D on its input plus fresh
     input noise; it is ``None`` when no discriminator is configured. When the translational loss is
     active, the trainer has already run G on its second patch (at ``second_box``) in the same batch as
-    ``lq``: ``fake_second`` is that output.
+    ``lq``: ``fake_second`` is that output. Random draws come from ``generators`` (the step's).
     """
 
     lq: Tensor
@@ -63,6 +64,7 @@ class GeneratorContext:
     discriminate: Callable[[Tensor], Tensor] | None = None
     second_box: tuple[int, int] | None = None
     fake_second: Tensor | None = None
+    generators: StepGenerators | None = None
 
 
 @dataclass
@@ -71,7 +73,8 @@ class DiscriminatorContext:
 
     ``d_real = discriminate(real)`` and ``d_fake = discriminate(fake)``, each with fresh input noise;
     ``real`` has ``requires_grad`` set when a gradient penalty needs gradients with respect to it
-    (the gradient with respect to ``real`` equals the one with respect to the noised real).
+    (the gradient with respect to ``real`` equals the one with respect to the noised real). Random
+    draws come from ``generators`` (the step's).
     """
 
     real: Tensor
@@ -79,6 +82,7 @@ class DiscriminatorContext:
     d_real: Tensor
     d_fake: Tensor
     discriminate: Callable[[Tensor], Tensor]
+    generators: StepGenerators | None = None
 
 
 OptionsT = TypeVar("OptionsT", bound=LossOptions)
@@ -103,6 +107,11 @@ class Loss(nn.Module, Generic[OptionsT]):
     @property
     def needs_real_grad(self) -> bool:
         """Whether the discriminator step must set ``real.requires_grad`` before computing ``d_real``."""
+        return False
+
+    @property
+    def double_backward(self) -> bool:
+        """Whether the loss differentiates through D's input (its pass then runs in float32 under fp16)."""
         return False
 
 

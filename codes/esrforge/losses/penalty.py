@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from ..options.fields import option, require
+from ..randomness import uniform
 from .base import LOSSES, DiscriminatorContext, Loss, LossOptions
 
 
@@ -45,6 +46,10 @@ class GradientPenaltyLoss(Loss[GradientPenaltyOptions]):
     def needs_real_grad(self) -> bool:
         return self.options.variant != "wgan_gp"
 
+    @property
+    def double_backward(self) -> bool:
+        return True
+
     def forward(self, ctx: DiscriminatorContext) -> Tensor:
         c = self.options.coefficient
         if self.options.variant == "wgan_gp":
@@ -63,6 +68,6 @@ class GradientPenaltyLoss(Loss[GradientPenaltyOptions]):
     def _interpolate(ctx: DiscriminatorContext) -> tuple[Tensor, Tensor]:
         """D's output at random per-sample interpolates between real and fake, and the interpolates."""
         real, fake = ctx.real.detach(), ctx.fake.detach()
-        alpha = torch.rand((real.shape[0],) + (1,) * (real.dim() - 1), device=real.device, dtype=real.dtype)
+        alpha = uniform((real.shape[0],) + (1,) * (real.dim() - 1), real, ctx.generators)
         mixed = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
         return ctx.discriminate(mixed), mixed

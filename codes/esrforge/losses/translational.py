@@ -4,8 +4,8 @@ The trainer cuts the main LR patch from an LR tile with :meth:`TranslationalLoss
 and a second patch of the same size with :meth:`TranslationalLoss.sample_second_patch`, and runs G on
 both in one batch (``ctx.fake``, ``ctx.fake_second``: one forward of twice the batch launches half
 the kernels of two). The loss compares the two outputs over an HR region both patches cover. Boxes are
-drawn once per batch (every sample uses the same offsets) with torch's RNG. Given a context without
-the second output, the loss draws the patch and runs G itself.
+drawn once per batch (every sample uses the same offsets) from the step's generators. Given a context
+without the second output, the loss draws the patch and runs G itself.
 
 - ``corners`` (DLAS): the main patch is the tile's top-left corner, the second one of the other three
   corners (uniform); the compared region is the central ``(2·patch − tile)²`` square, covered by all
@@ -20,10 +20,10 @@ import itertools
 from dataclasses import dataclass
 from typing import Literal
 
-import torch
 from torch import Tensor
 
 from ..options.fields import option, require
+from ..randomness import StepGenerators, randint
 from .base import LOSSES, GeneratorContext, Loss, LossOptions
 from .criteria import FeatureCriterion, distance
 
@@ -107,20 +107,22 @@ def crop_region(hr: Tensor, box: Box, region: Region, scale: int) -> Tensor:
     return hr[..., region[0] - top : region[1] - top, region[2] - left : region[3] - left]
 
 
-def pick(candidates: list[Box]) -> Box:
-    """One of ``candidates``, uniformly, with torch's RNG."""
+def pick(candidates: list[Box], generators: StepGenerators | None = None) -> Box:
+    """One of ``candidates``, uniformly, drawn from ``generators`` (torch's global generator when None)."""
     if not candidates:
         raise ValueError(
             "translational loss: no second patch fits; check patch_size, the tile size and min_overlap"
         )
-    return candidates[int(torch.randint(len(candidates), ()).item())]
+    return candidates[int(randint(len(candidates), generators))]
 
 
 @LOSSES.register(TranslationalOptions, name="translational")
 class TranslationalLoss(Loss[TranslationalOptions]):
     """``criterion(G(lq)[shared], G(lq_shifted)[shared])``; gradient flows through both outputs."""
 
-    def sample_main_patch(self, lq_tile: Tensor, hq_tile: Tensor, scale: int) -> tuple[Tensor, Tensor, Box]:
+    def sample_main_patch(
+        self, lq_tile: Tensor, hq_tile: Tensor, scale: int, generators: StepGenerators | None = None
+    ) -> tuple[Tensor, Tensor, Box]:
         """Cut the main LR patch and its HR patch from the tiles; returns (lq, hq, (top, left) in LR px)."""
         tile, size = self._sizes(lq_tile, scale)
         if hq_tile.shape[-2:] != (tile * scale, tile * scale):
@@ -129,13 +131,17 @@ class TranslationalLoss(Loss[TranslationalOptions]):
                 f"translational loss: HR tile is {tuple(hq_tile.shape[-2:])}, expected {hr}x{hr}"
             )
         top, left = (
-            self._corners(tile, size)[0] if self.options.offsets == "corners" else self._random(tile, size)
+            self._corners(tile, size)[0]
+            if self.options.offsets == "corners"
+            else self._random(tile, size, generators)
         )
         lq = lq_tile[..., top : top + size, left : left + size]
         hq = hq_tile[..., top * scale : (top + size) * scale, left * scale : (left + size) * scale]
         return lq, hq, (top, left)
 
-    def sample_second_patch(self, lq_tile: Tensor, main: Box, scale: int) -> tuple[Tensor, Box]:
+    def sample_second_patch(
+        self, lq_tile: Tensor, main: Box, scale: int, generators: StepGenerators | None = None
+    ) -> tuple[Tensor, Box]:
         """Draw the second LR patch for the main patch at ``main``; returns (its LR patch, its box)."""
         tile, size = self._sizes(lq_tile, scale)
         if self.options.offsets == "corners":
@@ -144,9 +150,9 @@ class TranslationalLoss(Loss[TranslationalOptions]):
                 raise ValueError(
                     f"translational loss: corners mode needs the main patch at a corner, got {main}"
                 )
-            second = pick([c for c in corners if c != main])
+            second = pick([c for c in corners if c != main], generators)
         else:
-            second = pick(self._shifted(main, tile, size, scale))
+            second = pick(self._shifted(main, tile, size, scale), generators)
         return lq_tile[..., second[0] : second[0] + size, second[1] : second[1] + size], second
 
     def forward(self, ctx: GeneratorContext) -> Tensor:
@@ -157,7 +163,7 @@ class TranslationalLoss(Loss[TranslationalOptions]):
             )
         main, second, other = ctx.lq_box, ctx.second_box, ctx.fake_second
         if second is None or other is None:
-            lq_second, second = self.sample_second_patch(ctx.lq_tile, main, ctx.scale)
+            lq_second, second = self.sample_second_patch(ctx.lq_tile, main, ctx.scale, ctx.generators)
             other = ctx.generator(lq_second)
         shared = self._corners(tile, size) if self.options.offsets == "corners" else [main, second]
         region = intersection(shared, size, ctx.scale)
@@ -182,8 +188,8 @@ class TranslationalLoss(Loss[TranslationalOptions]):
         return [(0, 0), (0, far), (far, 0), (far, far)]
 
     @staticmethod
-    def _random(tile: int, size: int) -> Box:
-        top, left = torch.randint(tile - size + 1, (2,)).tolist()
+    def _random(tile: int, size: int, generators: StepGenerators | None) -> Box:
+        top, left = randint(tile - size + 1, generators, (2,)).tolist()
         return top, left
 
     def _shifted(self, main: Box, tile: int, size: int, scale: int) -> list[Box]:

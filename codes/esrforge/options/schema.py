@@ -57,6 +57,11 @@ class TrainSection:
     """Optimisation: schedule, optimisers and losses."""
 
     niter: int = option(doc="total number of training steps")
+    start_step: int = option(
+        0,
+        doc="begin at this step of the schedule with fresh optimisers: loss windows, lr_steps and niter keep "
+        "their meaning (e.g. 100000 with path.pretrain_model_generator = the L1 model: the GAN phase alone)",
+    )
     val_freq: int = option(2000, doc="validate every N steps; 0: never")
     manual_seed: int = option(0, doc="seed of every random number generator")
     lr_G: float = option(2e-4, doc="generator learning rate (Adam)")
@@ -94,6 +99,12 @@ class TrainSection:
 
     def __post_init__(self) -> None:
         require(self.niter > 0, "niter", "a positive number of steps", self.niter)
+        require(
+            0 <= self.start_step < self.niter,
+            "start_step",
+            f"a step in [0, niter={self.niter})",
+            self.start_step,
+        )
         require(self.val_freq >= 0, "val_freq", "0 or a positive number of steps", self.val_freq)
         require(self.lr_G > 0, "lr_G", "a positive learning rate", self.lr_G)
         require(self.lr_D > 0, "lr_D", "a positive learning rate", self.lr_D)
@@ -132,7 +143,12 @@ class LoggerSection:
     print_freq: int = option(100, doc="write a line to the log file every N steps")
     save_checkpoint_freq: int = option(5000, doc="save weights and training state every N steps")
     use_tb_logger: bool = option(True, doc="write TensorBoard events to experiments/<name>/tb_logger/")
-    keep_last: int | None = option(None, doc="keep only the newest N checkpoints; null: keep all")
+    keep_last: int | None = option(
+        None,
+        doc="keep only the newest N checkpoints; null: keep all. Those at the start of a loss phase "
+        "(e.g. 100000, the end of the L1 phase) and those in keep_steps are never deleted",
+    )
+    keep_steps: list[int] = option(factory=list, doc="steps whose checkpoints keep_last never deletes")
 
     def __post_init__(self) -> None:
         require(self.print_freq > 0, "print_freq", "a positive number of steps", self.print_freq)

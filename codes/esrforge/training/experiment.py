@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..fileio import remove_temporaries
 from ..options.convert import to_data
 from ..options.errors import OptionError
 from ..options.schema import Config
@@ -76,5 +77,6 @@ def prepare_experiment(config: Config, resuming: bool, archive: bool = False) ->
         dirs.root.rename(archived)
     for folder in (dirs.models, dirs.training_state, dirs.val_images, dirs.tb_logger):
         folder.mkdir(parents=True, exist_ok=True)
+        remove_temporaries(folder)  # partial files of writes a killed run had begun
     dump_yaml(to_data(config), dirs.root / f"config_{_timestamp()}.yml")
     return dirs

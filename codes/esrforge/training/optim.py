@@ -78,9 +78,14 @@ class WarmupScheduler(LRScheduler):
                 saved,
                 configured,
             )
-        self.last_epoch = int(state_dict["last_epoch"])
+        self.seek(int(state_dict["last_epoch"]))
         self._step_count = int(state_dict["_step_count"])
-        self._last_lr = list(self.lr_at(self.last_epoch))
+
+    def seek(self, step: int) -> None:
+        """Move to iteration ``step`` and set the optimiser's rates to that iteration's."""
+        self.last_epoch = step
+        self._step_count = step + 1
+        self._last_lr = list(self.lr_at(step))
         for group, lr in zip(self.optimizer.param_groups, self._last_lr, strict=True):
             group["lr"] = lr
 

@@ -1,4 +1,4 @@
-"""Checkpoint files: network weights, the whole training state, random-number-generator states, pruning.
+"""Checkpoint files: network weights, the whole training state, pruning.
 
 ``models/<step>_<tag>.pth`` holds one network's plain CPU state dict (``G``, ``G_ema``, ``D``), as test.py
 and BasicSR-style tools read it. ``training_state/<step>.state`` holds everything needed to resume. Both
@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import logging
 import pickle
-import random
 import re
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from ..fileio import atomic_write_with
@@ -80,6 +78,17 @@ def _check_plain(value: object, where: str) -> None:
         )
 
 
+def tensor_bytes(value: object) -> int:
+    """Bytes of the tensors in nested dicts, lists and tuples (about what saving them writes)."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, Mapping):
+        return sum(tensor_bytes(item) for item in value.values())
+    if isinstance(value, list | tuple):
+        return sum(tensor_bytes(item) for item in value)
+    return 0
+
+
 def save_training_state(dirs: ExperimentDirs, step: int, payload: Mapping[str, Any]) -> Path:
     """Write ``payload`` to ``training_state/<step>.state`` (a TypeError names anything not storable)."""
     plain = dict(payload)
@@ -106,59 +115,17 @@ def load_training_state(path: Path) -> dict[str, Any]:
     return state
 
 
-def capture_rng() -> dict[str, Any]:
-    """The states of Python's ``random``, NumPy's global generator, torch's CPU and every CUDA generator."""
-    version, internal, gauss_next = random.getstate()
-    algorithm, keys, pos, has_gauss, cached_gaussian = np.random.get_state(legacy=True)
-    state: dict[str, Any] = {
-        "python": {"version": version, "internal": list(internal), "gauss_next": gauss_next},
-        "numpy": {
-            "algorithm": str(algorithm),
-            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
-            "pos": int(pos),
-            "has_gauss": int(has_gauss),
-            "cached_gaussian": float(cached_gaussian),
-        },
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng(state: Mapping[str, Any]) -> None:
-    """Restore what :func:`capture_rng` returned (CUDA states only for the devices present)."""
-    missing = {"python", "numpy", "torch"} - set(state)
-    if missing:
-        raise ValueError(f"random generator state lacks {', '.join(sorted(missing))}")
-    python = state["python"]
-    random.setstate((python["version"], tuple(python["internal"]), python["gauss_next"]))
-    numpy = state["numpy"]
-    keys = np.asarray(numpy["keys"], dtype=np.uint32)
-    np.random.set_state(
-        (numpy["algorithm"], keys, numpy["pos"], numpy["has_gauss"], numpy["cached_gaussian"])
-    )
-    torch.set_rng_state(state["torch"])
-    cuda = list(state.get("cuda", []))
-    if cuda and torch.cuda.is_available():
-        count = torch.cuda.device_count()
-        if len(cuda) != count:
-            log.info("restoring %d of %d saved CUDA generator states", min(count, len(cuda)), len(cuda))
-        for index, cuda_state in enumerate(cuda[:count]):
-            torch.cuda.set_rng_state(cuda_state, index)
-
-
-def _newest_steps(paths: list[tuple[int, Path]], keep_last: int) -> list[Path]:
-    """The paths whose step is not among the ``keep_last`` highest."""
-    kept = sorted({step for step, _ in paths}, reverse=True)[:keep_last]
+def _prunable(paths: list[tuple[int, Path]], keep_last: int, protected: Collection[int]) -> list[Path]:
+    """The paths whose step is neither among the ``keep_last`` highest nor in ``protected``."""
+    kept = set(sorted({step for step, _ in paths}, reverse=True)[:keep_last]) | set(protected)
     return [path for step, path in paths if step not in kept]
 
 
-def prune_checkpoints(dirs: ExperimentDirs, keep_last: int) -> list[Path]:
+def prune_checkpoints(dirs: ExperimentDirs, keep_last: int, protected: Collection[int] = ()) -> list[Path]:
     """Delete all but the newest ``keep_last`` steps of each model tag and of the training states.
 
-    Only ``models/<step>_<tag>.pth`` and ``training_state/<step>.state`` are candidates; ``best_*``
-    and other files are never touched. Returns the deleted paths.
+    Only ``models/<step>_<tag>.pth`` and ``training_state/<step>.state`` are candidates; the steps in
+    ``protected``, ``best_*`` and other files are never touched. Returns the deleted paths.
     """
     if keep_last < 1:
         raise ValueError(f"keep_last: expected a positive count, got {keep_last}")
@@ -172,7 +139,7 @@ def prune_checkpoints(dirs: ExperimentDirs, keep_last: int) -> list[Path]:
         for p in dirs.training_state.glob(f"*{STATE_SUFFIX}")
         if re.fullmatch("[0-9]+", p.stem)
     ]
-    doomed = [p for group in (*by_tag.values(), states) for p in _newest_steps(group, keep_last)]
+    doomed = [p for group in (*by_tag.values(), states) for p in _prunable(group, keep_last, protected)]
     for path in doomed:
         path.unlink(missing_ok=True)
         log.debug("removed old checkpoint %s", path)

@@ -13,6 +13,7 @@ from ..losses.gan import GanLoss, discriminator_stats
 from ..losses.noise import make_discriminate
 from ..losses.translational import TranslationalLoss
 from ..options.schema import TrainSection
+from ..randomness import StepGenerators
 from .distributed import DistributedContext
 from .precision import Precision
 
@@ -49,7 +50,11 @@ def loss_names(losses: list[Loss]) -> list[str]:
 
 
 class IterationRunner:
-    """Runs the discriminator and generator steps of one iteration in the configured order."""
+    """Runs the discriminator and generator steps of one iteration in the configured order.
+
+    Every random draw of step ``n`` comes from ``generators`` re-seeded for ``n``, so a resumed run
+    draws exactly what an uninterrupted one would.
+    """
 
     def __init__(
         self,
@@ -59,6 +64,7 @@ class IterationRunner:
         precision: Precision,
         scale: int,
         dist: DistributedContext | None = None,
+        generators: StepGenerators | None = None,
     ) -> None:
         self.nets = nets
         self.losses = losses
@@ -67,21 +73,28 @@ class IterationRunner:
         self.precision = precision
         self.scale = scale
         self.dist = dist or DistributedContext()
+        self.generators = generators or StepGenerators(train.manual_seed, self.dist.rank, self.dist.device)
         self.gan = next((loss for loss in losses if isinstance(loss, GanLoss)), None)
         self.translational = next((loss for loss in losses if isinstance(loss, TranslationalLoss)), None)
         noise = self.gan.options.noise if self.gan is not None else 0.0
         self.discriminate: Callable[[Tensor], Tensor] | None = (
-            make_discriminate(nets.discriminator.net, noise) if nets.discriminator is not None else None
+            make_discriminate(nets.discriminator.net, noise, self.generators)
+            if nets.discriminator is not None
+            else None
         )
 
     def run(self, lq_tile: Tensor, hq_tile: Tensor, step: int) -> StepResult:
-        """Train on one batch at ``step`` (0-based); non-finite losses skip their optimiser step."""
+        """Train on one batch at ``step`` (0-based); non-finite losses or gradients skip their optimiser step."""
+        generators = self.generators
+        generators.reseed(step)
         lq, hq, box = lq_tile, hq_tile, (0, 0)
         lq_second, second_box, fake_second = None, None, None
         if self.translational is not None:
-            lq, hq, box = self.translational.sample_main_patch(lq_tile, hq_tile, self.scale)
+            lq, hq, box = self.translational.sample_main_patch(lq_tile, hq_tile, self.scale, generators)
             if self.translational.options.active(step):
-                lq_second, second_box = self.translational.sample_second_patch(lq_tile, box, self.scale)
+                lq_second, second_box = self.translational.sample_second_patch(
+                    lq_tile, box, self.scale, generators
+                )
         generator = self.nets.generator.net
         with self.precision.autocast():
             if lq_second is None:
@@ -106,6 +119,7 @@ class IterationRunner:
                     self.discriminate,
                     second_box=second_box,
                     fake_second=fake_second,
+                    generators=generators,
                 )
                 self._generator_step(ctx, step, result)
         return result
@@ -119,13 +133,14 @@ class IterationRunner:
             if loss.side == "discriminator" and loss.options.active(step)
         ]
         needs_grad = any(loss.needs_real_grad for _, loss in penalties)
+        double_backward = any(loss.double_backward for _, loss in penalties)
         trained.net.requires_grad_(True)
         real = real.detach().requires_grad_(needs_grad)
         # Double backward through float16 can underflow: penalised passes run in float32 under fp16.
-        with self.precision.autocast(enabled=not (needs_grad and self.precision.dtype == torch.float16)):
+        with self.precision.autocast(enabled=not (double_backward and self.precision.dtype == torch.float16)):
             d_real = discriminate(real)
             d_fake = discriminate(fake)
-            ctx = DiscriminatorContext(real, fake, d_real, d_fake, discriminate)
+            ctx = DiscriminatorContext(real, fake, d_real, d_fake, discriminate, self.generators)
             terms = {"d_gan": gan.options.d_weight * gan.discriminator_loss(ctx)}
             for name, loss in penalties:
                 terms[f"d_{name}"] = loss.options.weight * loss(ctx)
@@ -148,16 +163,25 @@ class IterationRunner:
         self._optimise(self.nets.generator, total, "generator", result)
 
     def _optimise(self, trained: Trained, total: Tensor, which: str, result: StepResult) -> None:
-        """Backward and step, unless the loss is not finite (then the step is skipped and reported)."""
+        """Backward and step, unless the loss or (without a gradient scaler) a gradient is not finite.
+
+        A skipped step is reported in ``result.skipped``. Finiteness costs the one host sync per step
+        that deciding to step needs; a gradient scaler (fp16) checks and skips inf gradients itself.
+        """
         trained.optimizer.zero_grad(set_to_none=True)
-        # Every process must agree, or one would skip the gradient all-reduce the others wait in.
-        finite = torch.isfinite(total.detach()).float()
-        if float(self.dist.all_reduce_mean(finite)) < 1.0:
-            result.skipped.append(which)
-            return
         trained.scaler.scale(total).backward()
         if self.dist.distributed:
             self.dist.average_gradients(trained.net)
+        finite = torch.isfinite(total.detach())
+        if not trained.scaler.is_enabled():
+            grads = [p.grad for p in trained.net.parameters() if p.grad is not None]
+            if grads:
+                finite = finite & torch.stack(torch._foreach_norm(grads)).sum().isfinite()
+        # Every process must agree, or their weights would drift apart.
+        if float(self.dist.all_reduce_mean(finite.float())) < 1.0:
+            trained.optimizer.zero_grad(set_to_none=True)
+            result.skipped.append(which)
+            return
         if self.train.grad_clip is not None:
             trained.scaler.unscale_(trained.optimizer)
             result.values[f"{which}_grad_norm"] = torch.nn.utils.clip_grad_norm_(

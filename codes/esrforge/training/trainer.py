@@ -7,7 +7,7 @@ import random
 import signal
 import time
 import warnings
-from collections.abc import Iterator, Sized
+from collections.abc import Sized
 from pathlib import Path
 from types import FrameType
 from typing import Any, cast
@@ -19,9 +19,11 @@ from torch import nn
 from ..data.base import build_dataset
 from ..data.datasets import UnusableDataError
 from ..data.loader import make_train_loader, make_val_loader
+from ..fileio import DiskFullError, free_bytes
 from ..losses.base import build_loss
 from ..networks.checkpoint import load_into
 from ..options.schema import Config
+from ..randomness import StepGenerators
 from .build import build_discriminator, build_generator, count_parameters
 from .distributed import DistributedContext
 from .ema import ModelEMA
@@ -29,14 +31,13 @@ from .experiment import ExperimentDirs
 from .optim import build_optimizer, build_scheduler
 from .precision import Precision, configure_backends, to_channels_last
 from .reporting import Reporter
-from .schedule import describe_schedule
+from .schedule import describe_schedule, phases
 from .state import (
-    capture_rng,
     load_training_state,
     prune_checkpoints,
-    restore_rng,
     save_models,
     save_training_state,
+    tensor_bytes,
 )
 from .steps import IterationRunner, Networks, Trained
 from .validation import Validator
@@ -75,7 +76,10 @@ class Trainer:
         self.ema = (
             ModelEMA(self.nets.generator.net, self.train.ema_decay) if self.train.ema_decay > 0 else None
         )
-        self.runner = IterationRunner(self.nets, self.losses, self.train, self.precision, config.scale, dist)
+        generators = StepGenerators(self.train.manual_seed, dist.rank, self.device)
+        self.runner = IterationRunner(
+            self.nets, self.losses, self.train, self.precision, config.scale, dist, generators
+        )
         dataset = build_dataset(config.datasets.train, config.scale)
         self.loader = make_train_loader(
             dataset, config.datasets.train, seed=self.train.manual_seed, device=self.device
@@ -92,11 +96,12 @@ class Trainer:
         )
         self.step = 0
         self.nonfinite_in_a_row = 0
-        self._rng_state: dict[str, Any] | None = None
         self._stop_signal: int | None = None
         self._saved_at: int | None = None
         if resume is not None:
             self._load_state(resume)
+        elif self.train.start_step:
+            self._start_at(self.train.start_step)
 
     def log_summary(self) -> None:
         """What this run trains, on what, and its step schedule: the head of the training log."""
@@ -180,7 +185,6 @@ class Trainer:
             "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "loader": self.loader.state_dict(),
-            "rng": capture_rng(),
             "best": self.validator.best if self.validator is not None else None,
         }
 
@@ -195,15 +199,27 @@ class Trainer:
             trained.optimizer.load_state_dict(state["optimizers"][key])
             trained.scaler.load_state_dict(state["scalers"][key])
             self.schedulers[key].load_state_dict(state["schedulers"][key])
-        if self.ema is not None and state["ema"] is not None:
-            self.ema.load_state_dict(state["ema"])
+        if self.ema is not None:
+            if state.get("ema") is not None:
+                self.ema.load_state_dict(state["ema"])
+            else:  # EMA turned on for this resume: average from the resumed generator on
+                self.ema = ModelEMA(self.nets.generator.net, self.train.ema_decay)
+                log.info("%s has no EMA weights: the EMA starts from the resumed generator", path)
         if self.validator is not None and state.get("best") is not None:
             self.validator.best = state["best"]
         self.loader.load_state_dict(state["loader"])
         self.step = int(state["step"])
-        self._rng_state = state["rng"]
         self._saved_at = self.step  # that state is on disk: saving it again at once would only rewrite it
         log.info("resumed from %s at step %d", path, self.step)
+
+    def _start_at(self, step: int) -> None:
+        """Begin at ``step`` of the schedule with fresh optimisers (``train.start_step``)."""
+        for scheduler in self.schedulers.values():
+            scheduler.seek(step)
+        self.step = step
+        if self.config.path.pretrain_model_generator is None:
+            log.warning("train.start_step is %d but path.pretrain_model_generator is not set", step)
+        log.info("starting at step %d of the schedule with fresh optimisers", step)
 
     def save(self) -> None:
         """Write models/<step>_*.pth and training_state/<step>.state (main process only)."""
@@ -214,11 +230,32 @@ class Trainer:
             weights["G_ema"] = self.ema.module.state_dict()
         if self.nets.discriminator is not None:
             weights["D"] = self.nets.discriminator.net.state_dict()
-        save_models(self.dirs, self.step, weights)
-        save_training_state(self.dirs, self.step, self._state())
+        state = self._state()
+        needed, free = tensor_bytes(weights) + tensor_bytes(state), free_bytes(self.dirs.root)
+        if free < needed:
+            raise TrainingStopped(
+                self._not_saved(f"it needs {needed / 2**20:.0f} MiB, {free / 2**20:.0f} MiB are free")
+            )
+        try:
+            save_models(self.dirs, self.step, weights)
+            save_training_state(self.dirs, self.step, state)
+        except DiskFullError as err:
+            raise TrainingStopped(self._not_saved(f"no space left on device writing {err.path}")) from None
         if self.config.logger.keep_last is not None:
-            prune_checkpoints(self.dirs, self.config.logger.keep_last)
+            protected = {phase.start for phase in phases(self.train.losses, self.train.niter)}
+            prune_checkpoints(
+                self.dirs, self.config.logger.keep_last, protected | set(self.config.logger.keep_steps)
+            )
         log.info("saved checkpoint at step %d", self.step)
+
+    def _not_saved(self, why: str) -> str:
+        """The one-line message of a checkpoint that could not be written."""
+        kept = self.dirs.newest_state()
+        previous = f"{kept} (step {kept.stem}) is the newest complete state" if kept else "no earlier state"
+        return (
+            f"cannot save the checkpoint of step {self.step} in {self.dirs.root}: {why}; kept: {previous}. "
+            "Free some space and run again to resume from it"
+        )
 
     # --- loop ------------------------------------------------------------------------------------
 
@@ -227,15 +264,6 @@ class Trainer:
             raise KeyboardInterrupt
         self._stop_signal = signum
         log.warning("%s received: saving at the end of this step", signal.Signals(signum).name)
-
-    def _batches(self) -> Iterator[dict[str, torch.Tensor]]:
-        iterator = iter(self.loader)
-        # Creating the iterator draws from torch's RNG; restore the saved streams after it so a resumed
-        # run continues exactly where the interrupted one stopped.
-        if self._rng_state is not None:
-            restore_rng(self._rng_state)
-            self._rng_state = None
-        return iterator
 
     def run(self) -> None:
         """Train until ``train.niter`` steps, a stop signal, or too many non-finite losses in a row."""
@@ -252,7 +280,7 @@ class Trainer:
         )
         warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
         try:
-            batches = self._batches()
+            batches = iter(self.loader)
             while self.step < train.niter and self._stop_signal is None:
                 start = time.perf_counter()
                 try:
@@ -307,10 +335,10 @@ class Trainer:
             self.nonfinite_in_a_row = 0
             return
         self.nonfinite_in_a_row += 1
-        log.warning("step %d: non-finite %s loss, step skipped", self.step, " and ".join(skipped))
+        log.warning("step %d: non-finite %s loss or gradient, step skipped", self.step, " and ".join(skipped))
         if self.nonfinite_in_a_row >= train.max_nonfinite_steps:
             raise TrainingStopped(
-                f"the loss was non-finite in {self.nonfinite_in_a_row} steps in a row (up to step {self.step}); "
+                f"the loss or its gradients were non-finite in {self.nonfinite_in_a_row} steps in a row (up to step {self.step}); "
                 "training stopped, the last saved checkpoint is intact. Lower the learning rate or check the data"
             )
 

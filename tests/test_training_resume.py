@@ -1,0 +1,213 @@
+"""Exact resume the hard way: runs killed with SIGKILL at random instants, also mid-checkpoint-write,
+resumed each time, end bit-identical to an uninterrupted run; every recipe loss and EMA on."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import REPO, tensors_equal, tiny_gan_config
+from esrforge.cli.common import run_program
+from esrforge.cli.train import main
+
+DRIVER = """
+import io, os, signal, sys
+sys.path.insert(0, {codes!r})
+from esrforge.training import state, steps
+
+kill_at = int(os.environ.get("KILL_AT_STEP", "-1"))
+kill_in_write = os.environ.get("KILL_IN_STATE_WRITE") == "1"
+run = steps.IterationRunner.run
+
+def run_or_die(self, lq, hq, step):
+    if step == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return run(self, lq, hq, step)
+
+save = state._save
+
+def save_half_then_die(obj, path):
+    if not path.name.endswith(".state"):
+        return save(obj, path)
+    buffer = io.BytesIO()
+    state.torch.save(obj, buffer)
+    def write(handle):
+        handle.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+        handle.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+    state.atomic_write_with(path, write)
+
+steps.IterationRunner.run = run_or_die
+if kill_in_write:
+    state._save = save_half_then_die
+from esrforge.cli.train import run as train
+sys.argv = ["train.py", *sys.argv[1:]]
+train()
+"""
+
+NITER = 12
+
+
+def compare_runs(straight: Path, resumed: Path) -> None:
+    """Final weights (G, G_ema, D) and the final training state of two runs are bit-identical."""
+    for name in (f"{NITER}_G.pth", f"{NITER}_G_ema.pth", f"{NITER}_D.pth"):
+        a = torch.load(straight / "models" / name, weights_only=True)
+        b = torch.load(resumed / "models" / name, weights_only=True)
+        assert tensors_equal(a, b), name
+    a = torch.load(straight / "training_state" / f"{NITER}.state", weights_only=True)
+    b = torch.load(resumed / "training_state" / f"{NITER}.state", weights_only=True)
+    for key in ("networks", "optimizers", "schedulers", "scalers", "ema", "loader", "step", "epoch"):
+        assert tensors_equal(a[key], b[key]), key
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [0, 1])
+def test_runs_killed_at_random_instants_resume_bit_exact(tmp_path, workers):
+    config = tiny_gan_config(tmp_path, niter=NITER)
+    common = [f"datasets.train.n_workers={workers}", "train.val_freq=4", "logger.use_tb_logger=false"]
+    assert run_program(lambda: main(["-opt", str(config), "--set", "name=straight", *common])) == 0
+    straight = tmp_path / "experiments" / "straight"
+
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER.format(codes=str(REPO / "codes")))
+    command = [
+        sys.executable,
+        str(script),
+        "-opt",
+        str(config),
+        "--set",
+        "name=killed",
+        "path.resume_state=auto",
+    ]
+    command += common
+    killed = tmp_path / "experiments" / "killed"
+    rng = random.Random(workers)
+
+    def launch(**variables: str) -> subprocess.Popen[str]:
+        # The same threads as the straight run: float sums split over other thread counts round differently.
+        env = {**os.environ, **variables}
+        return subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+
+    # 1. at the start of a random step; 2. halfway through writing the next training state.
+    for variables in ({"KILL_AT_STEP": str(rng.randint(1, NITER // 2))}, {"KILL_IN_STATE_WRITE": "1"}):
+        process = launch(**variables)
+        _, err = process.communicate(timeout=300)
+        assert process.returncode == -signal.SIGKILL, err[-2000:]
+    assert list(killed.glob("training_state/.*.tmp")), "the kill mid-write left no partial state file"
+    # 3. twice at a random wall-clock instant (a run that finished first is fine too).
+    for _ in range(2):
+        process = launch()
+        time.sleep(rng.uniform(2.0, 8.0))
+        process.send_signal(signal.SIGKILL)
+        _, err = process.communicate(timeout=300)
+        assert process.returncode in (0, -signal.SIGKILL), err[-2000:]
+    process = launch()
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err[-2000:]
+    assert not list(killed.rglob(".*.tmp"))  # partial files of killed writes are cleared on resume
+    compare_runs(straight, killed)
+    log = (killed / "train.log").read_text()
+    assert log.count("resumed from") >= 2
+
+
+@pytest.mark.slow
+def test_ema_turned_on_at_resume_starts_from_the_resumed_generator(tmp_path):
+    config = tiny_gan_config(tmp_path, niter=3)
+    args = ["-opt", str(config), "--set", "path.resume_state=auto", "train.val_freq=0"]
+    assert run_program(lambda: main([*args, "train.ema_decay=0"])) == 0
+    assert run_program(lambda: main([*args, "train.ema_decay=0.9", "train.niter=4"])) == 0
+    models = tmp_path / "experiments" / "run" / "models"
+    before = torch.load(models / "3_G.pth", weights_only=True)
+    after = torch.load(models / "4_G.pth", weights_only=True)
+    ema = torch.load(models / "4_G_ema.pth", weights_only=True)
+    for key, value in ema.items():
+        expected = before[key] + 0.1 * (after[key] - before[key])
+        torch.testing.assert_close(value, expected, rtol=0, atol=1e-6, msg=key)
+
+
+DDP_DRAWS = """
+import json, os, sys
+sys.path.insert(0, {codes!r})
+from esrforge.losses import noise, translational
+from esrforge.training import steps
+
+draws, current = {{}}, {{"step": -1}}
+run, uniform, randint = steps.IterationRunner.run, noise.uniform, translational.randint
+
+def run_recorded(self, lq, hq, step):
+    current["step"] = step
+    return run(self, lq, hq, step)
+
+def uniform_recorded(shape, like, generators):
+    value = uniform(shape, like, generators)
+    draws.setdefault(str(current["step"]), []).append(round(float(value.sum()), 6))
+    return value
+
+def randint_recorded(high, generators, size=()):
+    value = randint(high, generators, size)
+    draws.setdefault(str(current["step"]), []).append(value.tolist())
+    return value
+
+steps.IterationRunner.run = run_recorded
+noise.uniform, translational.randint = uniform_recorded, randint_recorded
+from esrforge.cli.train import run as train
+sys.argv = ["train.py", *sys.argv[1:]]
+try:
+    train()
+finally:
+    out = os.path.join(os.environ["DRAWS_DIR"], f"rank{{os.environ['RANK']}}.json")
+    with open(out, "w") as handle:
+        json.dump(draws, handle)
+"""
+
+
+@pytest.mark.slow
+def test_each_rank_draws_after_a_resume_what_an_uninterrupted_run_draws(tmp_path):
+    """2 processes (gloo): D input noise and translational corners per rank, resumed at step 2 of 4."""
+    config = tiny_gan_config(tmp_path, niter=4)
+    script = tmp_path / "draws.py"
+    script.write_text(DDP_DRAWS.format(codes=str(REPO / "codes")))
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+
+    def train(name: str, niter: int) -> dict[int, dict[str, list[object]]]:
+        folder = tmp_path / f"draws_{name}_{niter}"
+        folder.mkdir()
+        args = ["-opt", str(config), "--set", f"name={name}", f"train.niter={niter}", "train.val_freq=0"]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "DRAWS_DIR": str(folder)}
+        args += ["path.resume_state=auto"]
+        result = subprocess.run(
+            [*launcher, str(script), *args], capture_output=True, text=True, timeout=300, env=env, check=False
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        return {rank: json.loads((folder / f"rank{rank}.json").read_text()) for rank in (0, 1)}
+
+    straight = train("straight", 4)
+    train("resumed", 2)
+    resumed = train("resumed", 4)
+    assert "resumed from" in (tmp_path / "experiments" / "resumed" / "train.log").read_text()
+    for rank in (0, 1):
+        for step in ("2", "3"):  # the GAN phase starts at step 2: noise and corners are drawn
+            assert straight[rank][step], (rank, step)
+            assert resumed[rank][step] == straight[rank][step], (rank, step)
+    assert straight[0]["3"] != straight[1]["3"]  # each rank draws its own noise
+
+
+def test_a_run_stopped_before_its_first_checkpoint_starts_again_with_auto(tmp_path):
+    config = tiny_gan_config(tmp_path, niter=2)
+    args = ["-opt", str(config), "--set", "train.val_freq=0", "logger.save_checkpoint_freq=100"]
+    folder = tmp_path / "experiments" / "run"
+    (folder / "training_state").mkdir(parents=True)
+    (folder / "train.log").write_text("INFO a run that was killed at step 1\n")
+    assert run_program(lambda: main([*args, "path.resume_state=~"])) == 2  # not asked to continue: refused
+    assert run_program(lambda: main([*args, "path.resume_state=auto"])) == 0
+    assert "training starts at the beginning" in (folder / "train.log").read_text()
+    assert (folder / "models" / "2_G.pth").is_file()
