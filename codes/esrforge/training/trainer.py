@@ -234,7 +234,7 @@ class Trainer:
         needed, free = tensor_bytes(weights) + tensor_bytes(state), free_bytes(self.dirs.root)
         if free < needed:
             raise TrainingStopped(
-                self._not_saved(f"it needs {needed / 2**20:.0f} MiB, {free / 2**20:.0f} MiB are free")
+                self._not_saved(f"it needs {needed / 2**20:.1f} MiB, {free / 2**20:.1f} MiB are free")
             )
         try:
             save_models(self.dirs, self.step, weights)
