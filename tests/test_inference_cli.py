@@ -13,6 +13,7 @@ import pytest
 import torch
 import yaml
 
+from conftest import tiny_gan_config
 from esrforge.cli.common import run_program
 from esrforge.cli.test import main
 from esrforge.data.imageio import read_image, write_image
@@ -226,3 +227,40 @@ def test_half_precision_flags_on_the_cpu(tmp_path, checkpoint, images, caplog):
     assert run("--model", checkpoint, "--input", image, "-o", tmp_path / "b", "--bf16", "--cpu") == 0
     half, full = read_image(tmp_path / "b" / "a_x4.png"), read_image(tmp_path / "h" / "a_x4.png")
     assert np.abs(half.astype(int) - full.astype(int)).max() <= 2  # bf16 vs fp32 on the tiny model
+
+
+def test_a_training_config_runs_as_dlas_test_py_reads_it(tmp_path, caplog):
+    """-opt TRAINING_CONFIG --set path.pretrain_model_generator=M: the generator and validation images."""
+    config = tiny_gan_config(tmp_path)
+    torch.manual_seed(0)
+    model = tmp_path / "G.pth"
+    torch.save(RRDBNet(nf=8, nb=1, gc=4).state_dict(), model)
+    assert run("-opt", config, "--set", f"path.pretrain_model_generator={model}") == 0
+    results = tmp_path / "results" / "run"  # results/ beside experiments/
+    assert sorted(p.name for p in results.glob("*.png")) == ["img0_x4.png", "img1_x4.png", "img2_x4.png"]
+    assert read_image(results / "img0_x4.png").shape == (100, 100, 3)  # HR size: LR made from the val images
+    assert (results / "metrics.csv").is_file()
+    ignored = "ignored: train, logger, datasets.train, networks.discriminator, path.experiments_root"
+    assert "a training config: test.py upscales datasets.val" in caplog.text and ignored in caplog.text
+    # A datasets.test entry takes the images from elsewhere; errors name the key as the file has it.
+    photos = tmp_path / "photos"
+    write_image(photos / "p.png", np.zeros((10, 12, 3), np.uint8))
+    model_set = f"path.pretrain_model_generator={model}"
+    assert run("-opt", config, "--set", model_set, f"datasets.test.dataroot={photos}") == 0
+    assert read_image(results / "p_x4.png").shape == (40, 48, 3)
+    assert run("-opt", config, "--set", model_set, "datasets.val.dataroot=missing") == 2
+    assert "datasets.val.dataroot: path does not exist" in caplog.text
+
+
+def test_images_whose_outputs_would_share_a_name_are_all_upscaled(tmp_path, checkpoint, caplog):
+    folder = tmp_path / "in"
+    write_image(folder / "photo.jpg", np.full((8, 8, 3), 200, np.uint8))
+    write_image(folder / "photo.png", np.full((8, 8, 3), 20, np.uint8))
+    write_image(folder / "other.png", np.zeros((8, 8, 3), np.uint8))
+    out = tmp_path / "out"
+    assert run("--model", checkpoint, "--input", folder, "--output", out) == 0
+    names = ["other_x4.png", "photo.jpg_x4.png", "photo.png_x4.png"]
+    assert sorted(p.name for p in out.iterdir()) == names
+    assert read_image(out / "photo.jpg_x4.png").mean() > read_image(out / "photo.png_x4.png").mean()
+    assert "photo.jpg -> photo.jpg_x4.png, photo.png -> photo.png_x4.png" in caplog.text
+    assert "2 named <name>.<source ext>_<suffix> as their names collide" in caplog.text

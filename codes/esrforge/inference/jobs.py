@@ -20,6 +20,8 @@ class Job:
     source: Path
     output: Path
     gt: Path | None
+    keeps_extension: bool = False
+    """Whether the output name keeps the source's extension (``photo.jpg_x4.png``): names collided."""
 
 
 def find_inputs(root: Path, recursive: bool = False) -> tuple[list[Path], Path]:
@@ -34,9 +36,13 @@ def find_inputs(root: Path, recursive: bool = False) -> tuple[list[Path], Path]:
     return images, root
 
 
-def output_name(relative: Path, suffix: str, ext: str) -> Path:
-    """``<folder>/<stem>_<suffix>.<ext>`` (``<stem>.<ext>`` for an empty suffix)."""
-    stem = f"{relative.stem}_{suffix}" if suffix else relative.stem
+def output_name(relative: Path, suffix: str, ext: str, keep_extension: bool = False) -> Path:
+    """``<folder>/<stem>_<suffix>.<ext>`` (``<stem>.<ext>`` for an empty suffix).
+
+    With ``keep_extension`` the whole source name stands for the stem: ``photo.jpg_x4.png``.
+    """
+    base = relative.name if keep_extension else relative.stem
+    stem = f"{base}_{suffix}" if suffix else base
     return relative.parent / f"{stem}.{ext}"
 
 
@@ -52,17 +58,23 @@ def match_gt(gt_dir: Path, relative: Path) -> Path | None:
 def plan_jobs(
     root: Path, out_dir: Path, suffix: str, ext: str, recursive: bool = False, gt_dir: Path | None = None
 ) -> list[Job]:
-    """The jobs of a run; raises ValueError when an output would replace an input or another output."""
+    """The jobs of a run; raises ValueError when an output would replace an input.
+
+    Sources whose outputs would share a name (``photo.jpg`` and ``photo.png``) keep their extension in
+    it (``photo.jpg_x4.png``, ``photo.png_x4.png``), so every image is upscaled and none overwritten.
+    """
     inputs, base = find_inputs(root, recursive)
     results = out_dir.resolve()
     if results != base.resolve():  # earlier results in a sub-folder of a recursive input are not inputs
         inputs = [p for p in inputs if not p.resolve().is_relative_to(results)]
     protected = {p.resolve(): p for p in inputs}
+    relatives = [source.relative_to(base) for source in inputs]
+    plain = [(out_dir / output_name(r, suffix, ext)).resolve() for r in relatives]
+    shared = {name for name in plain if plain.count(name) > 1}
     taken: dict[Path, Path] = {}
     jobs = []
-    for source in inputs:
-        relative = source.relative_to(base)
-        output = out_dir / output_name(relative, suffix, ext)
+    for source, relative, name in zip(inputs, relatives, plain, strict=True):
+        output = out_dir / output_name(relative, suffix, ext, keep_extension=name in shared)
         resolved = output.resolve()
         if resolved in protected:
             raise ValueError(
@@ -74,5 +86,12 @@ def plan_jobs(
         gt = match_gt(gt_dir, relative) if gt_dir is not None else None
         if gt_dir is not None and gt is None:
             log.warning("no ground truth for %s in %s: it is upscaled but not scored", relative, gt_dir)
-        jobs.append(Job(relative.as_posix(), source, output, gt))
+        jobs.append(Job(relative.as_posix(), source, output, gt, keeps_extension=name in shared))
+    renamed = [job for job in jobs if job.keeps_extension]
+    if renamed:
+        log.info(
+            "%d images share a name with another: their outputs keep the source extension (%s)",
+            len(renamed),
+            ", ".join(f"{job.name} -> {job.output.name}" for job in renamed),
+        )
     return jobs

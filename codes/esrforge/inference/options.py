@@ -8,6 +8,7 @@ resolve against the config file's folder.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,10 +16,12 @@ from typing import Any, Literal
 
 from ..networks.base import NetworkOptions
 from ..options.fields import InputPath, option, require, require_folder_name
-from ..options.loader import load_typed
+from ..options.loader import Moves, load_typed
 from ..options.schema import SCALES
 from ..options.yaml_io import read_yaml
 from .tiling import TileOptions
+
+log = logging.getLogger(__name__)
 
 OUTPUT_FORMATS = ("png", "tif", "jpg", "webp")
 
@@ -141,11 +144,83 @@ class TestConfig:
         return self.path.output or self.path.results_root / self.name
 
 
+TRAINING_ONLY = {
+    "": ("train", "logger"),
+    "datasets": ("train",),
+    "networks": ("discriminator",),
+    "path": ("experiments_root", "pretrain_model_discriminator", "resume_state"),
+}
+"""Parts of a training config that a test run ignores, by section ("" is the top level)."""
+
+
+def is_training_config(data: dict[str, Any]) -> bool:
+    """Whether raw config ``data`` is a training config (it has train/logger or datasets.train/val)."""
+    datasets = data.get("datasets")
+    return (
+        "train" in data
+        or "logger" in data
+        or (isinstance(datasets, dict) and bool({"train", "val"} & set(datasets)))
+    )
+
+
+def from_training_config(data: dict[str, Any]) -> tuple[dict[str, Any], Moves]:
+    """The test run a training config describes, as DLAS's test.py reads it; and how keys moved.
+
+    The generator comes from ``networks.generator`` and its weights from ``path.pretrain_model_generator``;
+    the images from ``datasets.test`` when given (e.g. with ``--set``), else from ``datasets.val``: its
+    HR images are downscaled by MATLAB bicubic and the outputs scored against them (with its
+    ``dataroot_lq``, those LR images are upscaled instead). Training-only parts are left out with one
+    info line.
+    """
+    ignored = [key for key in TRAINING_ONLY[""] if key in data]
+    training_path = data.get("path")
+    root = training_path.get("experiments_root") if isinstance(training_path, dict) else None
+    experiments = Path(str(root or "../experiments"))
+    data = {key: value for key, value in data.items() if key not in TRAINING_ONLY[""]}
+    for section in ("datasets", "networks", "path"):
+        part = data.get(section)
+        if isinstance(part, dict):
+            ignored += [f"{section}.{key}" for key in TRAINING_ONLY[section] if key in part]
+            data[section] = {key: value for key, value in part.items() if key not in TRAINING_ONLY[section]}
+    moves: Moves = {}
+    datasets = data.get("datasets") or {}
+    val = datasets.pop("val", None)
+    if "test" not in datasets and isinstance(val, dict):
+        test: dict[str, Any] = {"name": val.get("name", "")}
+        if val.get("dataroot_lq") is not None:
+            test.update(dataroot=val["dataroot_lq"], dataroot_GT=val.get("dataroot"))
+            moves.update({"datasets.val.dataroot_lq": "datasets.test.dataroot"})
+            moves.update({"datasets.val.dataroot": "datasets.test.dataroot_GT"})
+        else:
+            test.update(dataroot=val.get("dataroot"), downscale_gt=True)
+            moves["datasets.val.dataroot"] = "datasets.test.dataroot"
+        datasets["test"] = test
+        source = "datasets.val"
+    else:
+        source = "datasets.test"
+        if val is not None:
+            ignored.append("datasets.val")
+    data["datasets"] = datasets
+    path = data.setdefault("path", {})
+    if isinstance(path, dict):  # results/ beside experiments/
+        path.setdefault("results_root", (experiments.parent / "results").as_posix())
+    log.info(
+        "a training config: test.py upscales %s with networks.generator; ignored: %s",
+        source,
+        ", ".join(ignored) or "nothing",
+    )
+    return data, moves
+
+
 def config_from_data(
     data: dict[str, Any], source: str, base_dir: Path, overrides: Sequence[str] = ()
 ) -> TestConfig:
-    """Check raw config ``data`` (from ``source``; paths relative to ``base_dir``) and type it."""
-    return load_typed(TestConfig, data, source, base_dir, overrides)
+    """Check raw config ``data`` (from ``source``; paths relative to ``base_dir``) and type it.
+
+    A training config is read as DLAS's test.py reads it (see :func:`from_training_config`).
+    """
+    reshape = from_training_config if is_training_config(data) else None
+    return load_typed(TestConfig, data, source, base_dir, overrides, reshape=reshape)
 
 
 def load_test_config(path: Path | str, overrides: Sequence[str] = ()) -> TestConfig:

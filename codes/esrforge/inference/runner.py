@@ -203,7 +203,9 @@ def run_test(config: TestConfig, progress: bool = True) -> int:
     if scores:
         _report_scores(list(scores.values()), config.output_dir)
     done = len(jobs) - len(failures)
-    log.info("upscaled %d of %d image(s) into %s", done, len(jobs), config.output_dir)
+    renamed = sum(job.keeps_extension for job in jobs)
+    naming = f"; {renamed} named <name>.<source ext>_<suffix> as their names collide" if renamed else ""
+    log.info("upscaled %d of %d image(s) into %s%s", done, len(jobs), config.output_dir, naming)
     if failures:
         log.error("%d image(s) failed: %s", len(failures), ", ".join(failures))
         return 1

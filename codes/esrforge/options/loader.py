@@ -80,6 +80,20 @@ def inherit_scale(data: dict[str, Any]) -> None:
 
 T = TypeVar("T")
 
+Moves = dict[str, str]
+"""Keys a :data:`Reshape` moved: old key (or the prefix of a section) -> new key."""
+
+Reshape = Callable[[dict[str, Any]], tuple[dict[str, Any], Moves]]
+"""Turns raw config data of another form into this schema's form (e.g. a training config for test.py)."""
+
+
+def move_key(key: str, moves: Moves) -> str:
+    """``key`` after the moves (the longest moved prefix wins)."""
+    for old in sorted(moves, key=len, reverse=True):
+        if is_under(key, [old]):
+            return moves[old] + key[len(old) :]
+    return key
+
 
 def load_typed(
     schema: type[T],
@@ -89,17 +103,23 @@ def load_typed(
     overrides: Sequence[str] = (),
     check_paths: bool = True,
     check: Callable[[T], None] | None = None,
+    reshape: Reshape | None = None,
 ) -> T:
     """Apply ``overrides`` to raw config ``data`` (read from ``source``) and type it as ``schema``.
 
     Relative paths resolve against ``base_dir``, those set in ``overrides`` against the working folder;
-    ``check`` runs cross-section checks on the result.
-    Any error names ``source``, and says so when the key came from ``--set``.
+    ``reshape`` (after the overrides) turns data of another form into the schema's; ``check`` runs
+    cross-section checks on the result. Any error names ``source`` and the key as the file has it, and
+    says so when the key came from ``--set``.
     """
     overridden: list[str] = []
+    moves: Moves = {}
     try:
         for assignment in overrides:
             overridden.append(apply_override(data, assignment))
+        if reshape is not None:
+            data, moves = reshape(data)
+            overridden = [move_key(key, moves) for key in overridden]
         inherit_scale(data)
         resolver = Resolver(base_dir=base_dir, check_paths=check_paths, command_line=tuple(overridden))
         config: T = convert(schema, data, "", resolver)
@@ -108,6 +128,7 @@ def load_typed(
     except OptionError as err:
         if is_under(err.key, overridden):
             err.message += " (set with --set)"
+        err.key = move_key(err.key, {new: old for old, new in moves.items()})
         err.source = err.source or source
         raise
     return config
