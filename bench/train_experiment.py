@@ -24,8 +24,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "codes"))
 
@@ -35,6 +33,7 @@ from esrforge.data.chunks import ChunkOptions, run_chunking  # noqa: E402
 from esrforge.data.imageio import read_image, write_image  # noqa: E402
 from esrforge.data.imresize import imresize, mod_crop  # noqa: E402
 from esrforge.fileio import atomic_write_text  # noqa: E402
+from esrforge.inference.compare import crop_row  # noqa: E402
 from esrforge.logs import setup_logging  # noqa: E402
 from esrforge.metrics.evaluate import ImageScore, evaluate_folder, mean_score  # noqa: E402
 from esrforge.options.loader import load_config  # noqa: E402
@@ -105,9 +104,7 @@ def crops(benchmark: Path, folders: dict[str, dict[str, Path]], docs: Path) -> l
             for model in ("L1", "GAN"):
                 panels.append(read_image(next(folders[model][dataset].glob(f"{stem}_*.png"))))
             panels.append(hr)
-            row = [p[top : top + size, left : left + size] for p in panels]
-            spaced = [np.pad(p, ((0, 0), (0, 4), (0, 0)), constant_values=255) for p in row[:-1]] + row[-1:]
-            picture = np.concatenate(spaced, axis=1).repeat(2, axis=0).repeat(2, axis=1)
+            picture = crop_row(panels, top, left, size)
             path = docs / f"{dataset.lower()}_{stem}_bicubic_l1_gan_original.png"
             write_image(path, picture)
             written.append(path)
