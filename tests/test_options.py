@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 import yaml
 
 from esrforge.options.convert import to_data
@@ -276,5 +277,35 @@ def test_shipped_recipe_configs_load(name, tmp_path):
         [f"datasets.train.dataroot={data}", f"datasets.val.dataroot={data}"],
     )
     assert config.train is not None and config.train.niter == 500000
-    assert config.train.lr_steps == [140000, 180000, 200000, 240000]
     assert config.networks.generator.nf == 64 and config.networks.generator.nb == 23
+
+
+# The learning rate of each phase: (first step, lr_G, lr_D); D only trains from step 100000.
+RECIPE_RATES = [(0, 2e-4, 2e-4), (140000, 1e-4, 1e-4), (180000, 5e-5, 5e-5), (200000, 2.5e-5, 2.5e-5)]
+RECIPE_RATES += [(240000, 1.25e-5, 1.25e-5)]
+PAPER_RATES = [(0, 2e-4, 2e-4), (100000, 1e-4, 1e-4), (150000, 5e-5, 5e-5), (200000, 2.5e-5, 2.5e-5)]
+PAPER_RATES += [(300000, 1.25e-5, 1.25e-5), (400000, 6.25e-6, 6.25e-6)]
+
+
+@pytest.mark.parametrize(
+    ("name", "rates"),
+    [("train_div2k_esrgan.yml", RECIPE_RATES), ("train_div2k_esrgan_reference.yml", PAPER_RATES)],
+)
+def test_shipped_configs_learning_rate_per_phase(name, rates, tmp_path):
+    """The reference config is the ESRGAN paper's: L1 at 2e-4, GAN at 1e-4 halved 50k/100k/200k/300k in."""
+    from esrforge.training.optim import build_scheduler
+
+    config = load_config(
+        REPO / "options" / name, [f"datasets.train.dataroot={tmp_path}", f"datasets.val.dataroot={tmp_path}"]
+    )
+    assert config.train is not None
+    net = torch.nn.Linear(1, 1)
+    schedulers = {
+        key: build_scheduler(torch.optim.Adam(net.parameters(), lr=lr), config.train)
+        for key, lr in (("G", config.train.lr_G), ("D", config.train.lr_D))
+    }
+    ends = [start - 1 for start, _, _ in rates[1:]] + [config.train.niter - 1]
+    for (start, lr_g, lr_d), end in zip(rates, ends, strict=True):
+        for step in (start, end):
+            got = [schedulers[k].lr_at(step)[0] for k in ("G", "D")]
+            assert got == pytest.approx([lr_g, lr_d]), (step, got)
