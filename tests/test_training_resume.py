@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -211,3 +212,27 @@ def test_a_run_stopped_before_its_first_checkpoint_starts_again_with_auto(tmp_pa
     assert run_program(lambda: main([*args, "path.resume_state=auto"])) == 0
     assert "training starts at the beginning" in (folder / "train.log").read_text()
     assert (folder / "models" / "2_G.pth").is_file()
+
+
+@pytest.mark.slow
+def test_the_log_tells_the_run_and_a_finished_run_is_not_redone(tmp_path):
+    config = tiny_gan_config(tmp_path, niter=6)
+    args = ["-opt", str(config), "--set", "path.resume_state=auto"]
+    assert run_program(lambda: main([*args, "train.niter=3"])) == 0
+    assert run_program(lambda: main(args)) == 0
+    run = tmp_path / "experiments" / "run"
+    assert (run / "models" / "best_G.pth").is_file()
+    assert list((run / "val_images" / "3").glob("*.png")) and list((run / "tb_logger").iterdir())
+    log = (run / "train.log").read_text()
+    # The log opens with what is trained, on what, and the schedule; a resumed run starts at its step.
+    assert re.search(
+        r"experiment run in .*: G [\d,]+ parameters, D [\d,]+ parameters on cpu \(float32\)", log
+    )
+    assert "3 training images, batch 2 per process; steps 0 to 3" in log and "steps 3 to 6" in log
+    assert "steps 2-5: pixel, perceptual, translational, gan, gradient_penalty" in log
+    assert re.search(r"finished 6 steps: .*6_G\.pth; best validation PSNR-Y [\d.]+ dB at step [36]", log)
+    # Run again when complete: nothing to train, and the last checkpoint is not rewritten.
+    written = (run / "training_state" / "6.state").stat().st_mtime_ns
+    assert run_program(lambda: main(args)) == 0
+    assert (run / "training_state" / "6.state").stat().st_mtime_ns == written
+    assert "the run is at step 6, train.niter is 6: nothing to train" in (run / "train.log").read_text()
