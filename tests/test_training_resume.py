@@ -98,16 +98,22 @@ def test_runs_killed_at_random_instants_resume_bit_exact(tmp_path, workers):
         env = {**os.environ, **variables}
         return subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
 
-    # 1. at the start of a random step; 2. halfway through writing the next training state.
-    for variables in ({"KILL_AT_STEP": str(rng.randint(1, NITER // 2))}, {"KILL_IN_STATE_WRITE": "1"}):
+    # 1. at the start of a random step after the first state (step 3); 2. halfway through writing the
+    # next training state.
+    for variables in ({"KILL_AT_STEP": str(rng.randint(4, NITER - 2))}, {"KILL_IN_STATE_WRITE": "1"}):
         process = launch(**variables)
         _, err = process.communicate(timeout=300)
         assert process.returncode == -signal.SIGKILL, err[-2000:]
     assert list(killed.glob("training_state/.*.tmp")), "the kill mid-write left no partial state file"
-    # 3. twice at a random wall-clock instant (a run that finished first is fine too).
+    # 3. twice at a random instant once the resumed run trains (a run that finished first is fine too).
+    log = killed / "train.log"
     for _ in range(2):
+        resumes = log.read_text().count("resumed from")
         process = launch()
-        time.sleep(rng.uniform(2.0, 8.0))
+        deadline = time.monotonic() + 120
+        while log.read_text().count("resumed from") == resumes and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 2.0))
         process.send_signal(signal.SIGKILL)
         _, err = process.communicate(timeout=300)
         assert process.returncode in (0, -signal.SIGKILL), err[-2000:]
@@ -115,9 +121,8 @@ def test_runs_killed_at_random_instants_resume_bit_exact(tmp_path, workers):
     _, err = process.communicate(timeout=300)
     assert process.returncode == 0, err[-2000:]
     assert not list(killed.rglob(".*.tmp"))  # partial files of killed writes are cleared on resume
+    assert log.read_text().count("resumed from") == 4  # every launch after the first resumed
     compare_runs(straight, killed)
-    log = (killed / "train.log").read_text()
-    assert log.count("resumed from") >= 2
 
 
 @pytest.mark.slow
