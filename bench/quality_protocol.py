@@ -129,6 +129,11 @@ def plot_curves(curves: dict[str, dict[int, float]], path: Path) -> None:
         y = point(0, value)[1]
         cv2.line(canvas, (margin, y), (width - margin, y), (220, 220, 220), 1)
         cv2.putText(canvas, f"{value:g}", (5, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
+    for step in range(0, last + 1, max(last // 6, 1)):
+        x = point(step, 1.0)[0]
+        cv2.putText(
+            canvas, str(step), (x - 12, height - margin + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1
+        )
     colours = [(200, 30, 30), (30, 30, 200), (30, 150, 30), (150, 30, 150)]
     for i, (label, curve) in enumerate(curves.items()):
         colour = (0, 0, 0) if i == 0 else colours[(i - 1) % len(colours)]

@@ -7,7 +7,7 @@ import logging
 
 from tqdm import tqdm
 
-from esrforge.logs import ProgressAwareHandler
+from esrforge.logs import ProgressAwareHandler, setup_logging
 
 
 def test_a_log_line_during_a_progress_bar_is_a_line_of_its_own():
@@ -40,3 +40,18 @@ def test_a_forked_child_writes_plainly(monkeypatch):
     monkeypatch.setattr(tqdm, "write", no_tqdm)
     handler.emit(logging.LogRecord("esrforge", logging.WARNING, __file__, 1, "from a worker", None, None))
     assert stream.getvalue() == "from a worker\n"
+
+
+def test_a_second_log_file_replaces_the_first(tmp_path):
+    """Two runs in one process (an experiment's stages): each run's lines go to its own log only."""
+    logger = setup_logging(tmp_path / "first.log")
+    logger.info("stage one")
+    setup_logging(tmp_path / "second.log")
+    logger.info("stage two")
+    try:
+        assert "stage two" not in (tmp_path / "first.log").read_text()
+        assert "stage two" in (tmp_path / "second.log").read_text()
+    finally:
+        for handler in [h for h in logger.handlers if isinstance(h, logging.FileHandler)]:
+            logger.removeHandler(handler)
+            handler.close()

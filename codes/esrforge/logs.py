@@ -37,7 +37,7 @@ class ProgressAwareHandler(logging.StreamHandler):
 
 
 def setup_logging(log_file: Path | None = None, verbose: bool = False) -> logging.Logger:
-    """Log to stderr (and to ``log_file`` when given); returns the package logger.
+    """Log to stderr (and to ``log_file`` when given, instead of any earlier file); returns the package logger.
 
     OpenCV's own messages (a decoder's complaint about a corrupt file, which we report in one line of
     our own) are shown only when ``verbose``.
@@ -53,8 +53,14 @@ def setup_logging(log_file: Path | None = None, verbose: bool = False) -> loggin
         console._esrforge_console = True  # type: ignore[attr-defined]
         logger.addHandler(console)
     if log_file is not None:
+        # One log file at a time: a second run in the same process (an experiment's next stage) must not
+        # keep writing into the first run's log.
+        for old in [h for h in logger.handlers if getattr(h, "_esrforge_file", False)]:
+            logger.removeHandler(old)
+            old.close()
         log_file.parent.mkdir(parents=True, exist_ok=True)
         handler = logging.FileHandler(log_file, encoding="utf-8")
         handler.setFormatter(logging.Formatter(_FORMAT))
+        handler._esrforge_file = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
     return logger
