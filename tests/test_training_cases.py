@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -29,7 +29,7 @@ def record_steps(monkeypatch: pytest.MonkeyPatch) -> list[Record]:
     records: list[Record] = []
     run = IterationRunner.run
 
-    def recorded(self: IterationRunner, lq: torch.Tensor, hq: torch.Tensor, step: int):  # type: ignore[no-untyped-def]
+    def recorded(self: IterationRunner, lq: torch.Tensor, hq: torch.Tensor, step: int):
         result = run(self, lq, hq, step)
         names = set(loss_names(self.losses))
         active = tuple(sorted(k for k in result.values if k in names or k.removeprefix("d_") in names))
@@ -68,11 +68,11 @@ class NanGradient(torch.autograd.Function):
     """Identity forward, NaN gradient: a finite loss whose backward is not."""
 
     @staticmethod
-    def forward(ctx: object, value: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: object, value: torch.Tensor) -> torch.Tensor:
         return value.clone()
 
     @staticmethod
-    def backward(ctx: object, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def backward(ctx: object, grad: torch.Tensor) -> torch.Tensor:
         return grad * float("nan")
 
 
@@ -81,7 +81,7 @@ def test_nonfinite_gradients_of_a_finite_loss_skip_the_step_and_stop(tmp_path, m
     original = PixelLoss.forward
     steps = record_steps(monkeypatch)
 
-    def forward(self: PixelLoss, ctx):  # type: ignore[no-untyped-def]
+    def forward(self: PixelLoss, ctx):
         value = original(self, ctx)
         return NanGradient.apply(value) if len(steps) >= 4 else value
 
@@ -127,7 +127,7 @@ def error_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
 
 
-def fill_at_second_save(monkeypatch: pytest.MonkeyPatch, fill: object) -> None:
+def fill_at_second_save(monkeypatch: pytest.MonkeyPatch, fill: Callable[[], None]) -> None:
     """Call ``fill()`` just before the trainer's second checkpoint."""
     save = trainer.Trainer.save
     calls = {"n": 0}
@@ -135,7 +135,7 @@ def fill_at_second_save(monkeypatch: pytest.MonkeyPatch, fill: object) -> None:
     def filling(self: trainer.Trainer) -> None:
         calls["n"] += 1
         if calls["n"] == 2:
-            fill()  # type: ignore[operator]
+            fill()
         save(self)
 
     monkeypatch.setattr(trainer.Trainer, "save", filling)
