@@ -7,7 +7,7 @@ import random
 import numpy as np
 import torch
 
-from esrforge.randomness import StepGenerators, derive_seed, randint, uniform
+from esrforge.randomness import StepGenerators, derive_seeds, randint, uniform
 
 
 def draws(generators: StepGenerators, step: int) -> list[float]:
@@ -38,4 +38,4 @@ def test_steps_ranks_and_seeds_draw_differently() -> None:
     for generators, step in ((StepGenerators(seed=5, rank=1), 7), (StepGenerators(seed=6), 7)):
         assert draws(generators, step) != base
     assert draws(StepGenerators(seed=5), 8) != base
-    assert len({derive_seed(0, 0, step, 0) for step in range(1000)}) == 1000
+    assert len({seed for step in range(1000) for seed in derive_seeds(3, 0, 0, step)}) == 3000

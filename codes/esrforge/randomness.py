@@ -17,10 +17,10 @@ import numpy as np
 import torch
 
 
-def derive_seed(*parts: int) -> int:
-    """A 63-bit seed mixed from ``parts`` (NumPy's SeedSequence: nearby inputs give unrelated seeds)."""
-    low, high = np.random.SeedSequence([int(p) % 2**63 for p in parts]).generate_state(2, np.uint32)
-    return (int(high) << 32 | int(low)) & (2**63 - 1)
+def derive_seeds(count: int, *parts: int) -> list[int]:
+    """``count`` 63-bit seeds mixed from ``parts`` (NumPy's SeedSequence: nearby inputs give unrelated seeds)."""
+    words = np.random.SeedSequence([int(p) % 2**63 for p in parts]).generate_state(count, np.uint64)
+    return [int(word) & (2**63 - 1) for word in words]
 
 
 class StepGenerators:
@@ -35,10 +35,10 @@ class StepGenerators:
 
     def reseed(self, step: int) -> None:
         """Seed both generators and the global ones from ``(seed, rank, step)``: the draws of ``step`` begin."""
-        self.cpu.manual_seed(derive_seed(self.seed, self.rank, step, 0))
+        cpu, device, shared = derive_seeds(3, self.seed, self.rank, step)
+        self.cpu.manual_seed(cpu)
         if self.device is not self.cpu:
-            self.device.manual_seed(derive_seed(self.seed, self.rank, step, 1))
-        shared = derive_seed(self.seed, self.rank, step, 2)
+            self.device.manual_seed(device)
         random.seed(shared)
         np.random.seed(shared % 2**32)
         torch.manual_seed(shared)  # and every CUDA device's generator
