@@ -56,6 +56,8 @@ def summarise(config: Config) -> None:
     resume = resume_path(config)
     if resume is not None:
         log.info("would resume from %s", resume)
+    elif train.start_step:
+        log.info("would start at step %d of the schedule with fresh optimisers", train.start_step)
     elif ExperimentDirs(config.experiment_dir).root.exists():
         log.info(
             "the experiment folder exists without a training state: a run would start at the beginning in it"
