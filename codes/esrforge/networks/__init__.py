@@ -11,6 +11,7 @@ from .discriminator import (
 )
 from .layouts import detect_layout, detect_rrdb, rrdb_options, to_basicsr_layout
 from .rrdb import RRDB, ResidualDenseBlock, RRDBNet, RRDBNetOptions, upsample_plan
+from .unet_discriminator import UNetDiscriminatorSN, UNetDiscriminatorSNOptions
 
 __all__ = [
     "CONTAINER_KEYS",
@@ -20,6 +21,8 @@ __all__ = [
     "RRDBNet",
     "RRDBNetOptions",
     "ResidualDenseBlock",
+    "UNetDiscriminatorSN",
+    "UNetDiscriminatorSNOptions",
     "VGGDiscriminator",
     "VGGDiscriminatorBN",
     "VGGDiscriminatorGN",
