@@ -1,0 +1,80 @@
+"""Operations made of operations: a sequence, one of several, and several in a random order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from torch import Tensor
+
+from ..options.fields import option, require
+from .base import (
+    DEGRADATIONS,
+    Degradation,
+    DegradationOptions,
+    SampleRandom,
+    build_degradation,
+    require_weights,
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GroupOptions(DegradationOptions):
+    """Options of a group: the operations it holds."""
+
+    ops: list[DegradationOptions] = option(doc="the operations of the group, each with its own type")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(len(self.ops) > 0, "ops", "at least one operation", self.ops)
+
+
+class Group(Degradation[Any]):
+    """Base of the groups: builds the operations once."""
+
+    def __init__(self, options: GroupOptions) -> None:
+        super().__init__(options)
+        self.ops = [build_degradation(o) for o in options.ops]
+
+
+@DEGRADATIONS.register(GroupOptions, name="sequence")
+class Sequence(Group):
+    """The operations in order (each with its own probability)."""
+
+    def apply(self, image: Tensor, rng: SampleRandom) -> Tensor:
+        for op in self.ops:
+            image = op(image, rng)
+        return image
+
+
+@dataclass(frozen=True, kw_only=True)
+class OneOfOptions(GroupOptions):
+    """One of ``ops``, drawn with ``weights`` (e.g. Gaussian or Poisson noise)."""
+
+    weights: list[float] = option(factory=list, doc="weight of each operation; empty: equal weights")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.weights:
+            require_weights(self.weights, len(self.ops), "weights")
+
+
+@DEGRADATIONS.register(OneOfOptions, name="one_of")
+class OneOf(Group):
+    """Run one operation of the group, chosen per sample."""
+
+    def apply(self, image: Tensor, rng: SampleRandom) -> Tensor:
+        weights = self.options.weights or [1.0] * len(self.ops)
+        return self.ops[rng.index(weights)](image, rng)
+
+
+@DEGRADATIONS.register(GroupOptions, name="random_order")
+class RandomOrder(Group):
+    """All operations of the group in an order drawn per sample (Real-ESRGAN's final stage)."""
+
+    def apply(self, image: Tensor, rng: SampleRandom) -> Tensor:
+        order = rng.permutation(len(self.ops))
+        rng.note("random_order", order=order)
+        for index in order:
+            image = self.ops[index](image, rng)
+        return image
