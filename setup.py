@@ -29,6 +29,7 @@ setup(
             "esrforge-train=esrforge.cli.train:run",
             "esrforge-test=esrforge.cli.test:run",
             "esrforge-video=esrforge.cli.process_video:run",
+            "esrforge-preview-degradations=esrforge.cli.preview_degradations:run",
         ]
     },
 )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,13 +16,18 @@ from esrforge.data.imageio import write_image
 REPO = Path(__file__).resolve().parents[1]
 
 
+def write_blocky_images(folder: Path, count: int = 3, size: int = 100) -> None:
+    """``count`` RGB PNGs of ``size`` px: 8 px colour blocks plus noise (edges and texture for the losses)."""
+    rng = np.random.default_rng(1)
+    for i in range(count):
+        base = rng.integers(0, 256, (size // 8 + 1, size // 8 + 1, 3)).astype(np.float32)
+        image = np.kron(base, np.ones((8, 8, 1)))[:size, :size] + rng.normal(0, 8, (size, size, 3))
+        write_image(folder / f"img{i}.png", np.clip(image, 0, 255).astype(np.uint8))
+
+
 def tiny_gan_config(root: Path, niter: int = 6) -> Path:
     """Every loss of the recipe, EMA and validation, on 96 px tiles and a 1-block RRDB."""
-    rng = np.random.default_rng(1)
-    for i in range(3):
-        base = rng.integers(0, 256, (13, 13, 3)).astype(np.float32)
-        image = np.kron(base, np.ones((8, 8, 1)))[:100, :100] + rng.normal(0, 8, (100, 100, 3))
-        write_image(root / "data" / f"img{i}.png", np.clip(image, 0, 255).astype(np.uint8))
+    write_blocky_images(root / "data")
     raw = {
         "name": "run",
         "gpu_ids": [],
@@ -56,6 +64,47 @@ def tiny_gan_config(root: Path, niter: int = 6) -> Path:
     path = root / "config.yml"
     path.write_text(yaml.safe_dump(raw))
     return path
+
+
+def tiny_realesrgan_config(root: Path, niter: int = 6) -> Path:
+    """options/train_realesrgan_x4.yml scaled down: every degradation op, the pool, USM targets, U-Net D.
+
+    HR patches of 48 px are degraded and cut to 32 / 8 px pairs; the validation LR is degraded too.
+    """
+    write_blocky_images(root / "data", size=64)
+    raw = yaml.safe_load((REPO / "options" / "train_realesrgan_x4.yml").read_text())
+    raw.update(name="run", gpu_ids=[])
+    train_data = raw["datasets"]["train"]
+    train_data.update(dataroot="data", target_size=32, batch_size=2, n_workers=1)
+    train_data["degradation"].update(patch_size=48, queue_size=4)
+    raw["datasets"]["val"].update(dataroot="data", max_images=2)
+    raw["networks"]["generator"].update(nf=8, nb=1, gc=4)
+    raw["networks"]["discriminator"].update(num_feat=8)
+    raw["path"] = {"experiments_root": "experiments"}
+    raw["train"].update(niter=niter, val_freq=3, lr_steps=[niter])
+    for loss in raw["train"]["losses"]:
+        if loss["type"] == "perceptual":
+            loss["pretrained"] = False
+    raw["logger"] = {"print_freq": 2, "save_checkpoint_freq": 3, "use_tb_logger": False}
+    path = root / "config.yml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def torchrun(script: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` in 2 CPU processes (gloo) under torchrun, one thread each; it must succeed."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    result = subprocess.run(
+        [*command, str(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=environment,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
 
 
 def tensors_equal(a: object, b: object) -> bool:

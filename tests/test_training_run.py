@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 
-from conftest import REPO, tensors_equal, tiny_gan_config
+from conftest import REPO, tensors_equal, tiny_gan_config, torchrun
 from esrforge.cli.common import run_program
 from esrforge.cli.train import main
 from esrforge.data.base import build_dataset
@@ -150,16 +150,7 @@ def test_two_process_gloo_run_keeps_ranks_identical(tmp_path):
     config = tiny_gan_config(tmp_path, niter=4)
     script = tmp_path / "worker.py"
     script.write_text(DDP_WORKER.format(codes=str(REPO / "codes"), out=str(tmp_path), config=str(config)))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = torchrun(script)
     for net in ("G", "D"):
         a = torch.load(tmp_path / f"{net}_rank0.pt", weights_only=True)
         b = torch.load(tmp_path / f"{net}_rank1.pt", weights_only=True)

@@ -8,6 +8,7 @@ from collections.abc import Sequence, Sized
 from typing import cast
 
 from ..data.base import build_dataset
+from ..degradations.pipeline import Degrader
 from ..logs import setup_logging
 from ..losses import build_loss
 from ..options.errors import OptionError
@@ -79,6 +80,10 @@ def summarise(config: Config) -> None:
         build_loss(loss)
     for line in describe_schedule(train.losses, train.niter):
         log.info("%s", line)
+    patches = config.datasets.train
+    if patches is not None and patches.degradation is not None:
+        degrader = Degrader(patches.degradation, config.scale, patches.target_size, train.manual_seed)
+        log.info("%s", degrader.describe())
     for split, data in (("train", config.datasets.train), ("val", config.datasets.val)):
         if data is not None:
             dataset = build_dataset(data, config.scale)

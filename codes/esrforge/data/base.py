@@ -7,6 +7,7 @@ from typing import ClassVar
 
 from torch.utils.data import Dataset
 
+from ..degradations.pipeline import DegradationSection
 from ..options.fields import InputPath, option, require
 from ..registry import Registry
 
@@ -37,9 +38,33 @@ class TrainDatasetOptions(DatasetOptions):
     batch_size: int = option(16, doc="samples per step on each GPU (per process under torchrun)")
     n_workers: int = option(2, doc="DataLoader worker processes per GPU; 0 loads in the main process")
     prefetch_factor: int = option(2, doc="batches each worker loads ahead")
+    degradation: DegradationSection | None = option(
+        None,
+        doc="make the LR on the training device with random blur, resize, noise, JPEG ... (Real-ESRGAN, "
+        "DLAS, video codecs); null: MATLAB bicubic downscale (or dataroot_lq)",
+    )
+
+    @property
+    def crop_size(self) -> int:
+        """The HR patch the dataset cuts: ``degradation.patch_size`` when set, else ``target_size``."""
+        patch = self.degradation.patch_size if self.degradation is not None else None
+        return patch or self.target_size
 
     def __post_init__(self) -> None:
         require(self.target_size > 0, "target_size", "a positive size", self.target_size)
+        if self.degradation is not None:
+            require(
+                self.dataroot_lq is None,
+                "dataroot_lq",
+                "null when degradation makes the LR",
+                str(self.dataroot_lq),
+            )
+            require(
+                self.crop_size >= self.target_size,
+                "degradation.patch_size",
+                f"at least target_size {self.target_size}",
+                self.crop_size,
+            )
         require(self.batch_size > 0, "batch_size", "a positive batch size", self.batch_size)
         require(self.n_workers >= 0, "n_workers", "0 or more workers", self.n_workers)
         require(self.prefetch_factor > 0, "prefetch_factor", "a positive count", self.prefetch_factor)
@@ -53,8 +78,17 @@ class ValDatasetOptions(DatasetOptions):
     tile_size: int | None = option(
         512, doc="LR tile size for validation inference of large images; null: whole images"
     )
+    degrade: bool = option(
+        False,
+        doc="make the LR with datasets.train.degradation at a fixed seed, once: saved under "
+        "experiments/<name>/val_lq/ and reused by every validation and resumed run",
+    )
 
     def __post_init__(self) -> None:
+        if self.degrade:
+            require(
+                self.dataroot_lq is None, "dataroot_lq", "null when degrade is true", str(self.dataroot_lq)
+            )
         if self.max_images is not None:
             require(self.max_images > 0, "max_images", "a positive count or null", self.max_images)
         if self.tile_size is not None:

@@ -91,12 +91,12 @@ class HRPatchDataset(Dataset[dict[str, torch.Tensor]]):
         items = load_items(options.dataroot)
         if options.dataroot_lq is not None:
             items = pair_with_lr(items, options.dataroot_lq)
-        size = options.target_size
+        size = options.crop_size
         self.items = [item for item in items if item.size is None or min(item.size) >= size]
         if len(self.items) < len(items):
             self.skipped["too small"] += len(items) - len(self.items)
             log.warning(
-                "%d chunks smaller than target_size %d are left out", len(items) - len(self.items), size
+                "%d chunks smaller than the %d pixel patch are left out", len(items) - len(self.items), size
             )
         if not self.items:
             raise _no_images("HRPatchDataset", options.dataroot)
@@ -131,9 +131,9 @@ class HRPatchDataset(Dataset[dict[str, torch.Tensor]]):
         except (ValueError, OSError) as err:
             self._skip(index, "unreadable", str(err))
             return None
-        if min(hr.shape[:2]) < self.options.target_size:
+        if min(hr.shape[:2]) < self.options.crop_size:
             size = f"{hr.shape[1]}x{hr.shape[0]}"
-            reason = f"{item.hr}: {size} is smaller than target_size {self.options.target_size}"
+            reason = f"{item.hr}: {size} is smaller than the {self.options.crop_size} pixel patch"
             self._skip(index, "too small", reason)
             return None
         return hr, lr
@@ -146,8 +146,11 @@ class HRPatchDataset(Dataset[dict[str, torch.Tensor]]):
     def _patch(
         self, hr: np.ndarray, lr: np.ndarray | None, rng: np.random.Generator
     ) -> dict[str, torch.Tensor]:
-        """Random crop (aligned in HR and LR), augmentation, and LR by MATLAB bicubic if not paired."""
-        size, scale = self.options.target_size, self.scale
+        """Random crop (aligned in HR and LR), augmentation, and LR by MATLAB bicubic if not paired.
+
+        With a degradation the sample is the ``crop_size`` HR patch alone: the training device makes its LR.
+        """
+        size, scale = self.options.crop_size, self.scale
         lr_size = size // scale
         if lr is None:
             top = int(rng.integers(hr.shape[0] - size + 1))
@@ -155,6 +158,8 @@ class HRPatchDataset(Dataset[dict[str, torch.Tensor]]):
             hq = augment(
                 [hr[top : top + size, left : left + size]], rng, self.options.use_flip, self.options.use_rot
             )[0]
+            if self.options.degradation is not None:
+                return {"hq": to_tensor(hq)}
             lq = imresize(hq, 1.0 / scale)
         else:
             top = int(rng.integers(min(lr.shape[0], hr.shape[0] // scale) - lr_size + 1))

@@ -31,6 +31,11 @@ class LossOptions:
     before: int | None = option(
         None, doc="step (exclusive) from which the loss is inactive again; null: never"
     )
+    gt_usm: bool = option(
+        False,
+        doc="compare with the unsharp-masked HR (Real-ESRGAN's l1_gt_usm, percep_gt_usm; on the gan loss "
+        "its gan_gt_usm: D's real input); the mask's settings: datasets.train.degradation.usm",
+    )
 
     def __post_init__(self) -> None:
         require(self.weight >= 0, "weight", "a weight >= 0", self.weight)

@@ -32,6 +32,14 @@ def check_config(config: Config) -> None:
             "datasets.train.target_size",
             f"expected a multiple of the scale {config.scale}, got {train_data.target_size}",
         )
+    if train_data is not None and train_data.crop_size % config.scale:
+        raise OptionError(
+            "datasets.train.degradation.patch_size",
+            f"expected a multiple of the scale {config.scale}, got {train_data.crop_size}",
+        )
+    val = config.datasets.val
+    if val is not None and val.degrade and (train_data is None or train_data.degradation is None):
+        raise OptionError("datasets.val.degrade", "true needs datasets.train.degradation to make the LR with")
     if config.train is None:
         return
     gans = _losses_of(config, GAN_TYPES)

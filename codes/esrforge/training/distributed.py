@@ -134,6 +134,17 @@ class DistributedContext:
         else:
             dist.barrier()
 
+    def gather_to_main(self, obj: object) -> list[object] | None:
+        """Every process's ``obj`` in rank order on the main process, None on the others.
+
+        Every process must call it (it is a collective).
+        """
+        if not self.distributed:
+            return [obj]
+        gathered: list[object] | None = [None] * self.world_size if self.is_main else None
+        dist.gather_object(obj, gathered, dst=0)
+        return gathered
+
     def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
         """The sum of ``tensor`` (on this process's device) over all processes."""
         result = tensor.detach().clone()

@@ -34,6 +34,11 @@ class ExperimentDirs:
         return self.root / "val_images"
 
     @property
+    def val_lq(self) -> Path:
+        """LR of the validation images made with the training degradation (``datasets.val.degrade``)."""
+        return self.root / "val_lq"
+
+    @property
     def tb_logger(self) -> Path:
         return self.root / "tb_logger"
 

@@ -18,8 +18,10 @@ from typing import Any
 
 import torch
 
+from ..degradations.pipeline import PairPool
 from ..fileio import atomic_write_with
 from ..networks.checkpoint import strip_prefixes
+from .distributed import DistributedContext
 from .experiment import STATE_SUFFIX, ExperimentDirs
 
 log = logging.getLogger(__name__)
@@ -144,3 +146,23 @@ def prune_checkpoints(dirs: ExperimentDirs, keep_last: int, protected: Collectio
         path.unlink(missing_ok=True)
         log.debug("removed old checkpoint %s", path)
     return doomed
+
+
+def gather_pools(pool: PairPool | None, dist: DistributedContext, collective: bool) -> list[Any] | None:
+    """Every process's training-pair pool on the main process, for its training state.
+
+    ``collective``: all processes are saving now; otherwise (one process stopping alone) it keeps its own.
+    """
+    if pool is None:
+        return None
+    return dist.gather_to_main(pool.state_dict()) if collective else [pool.state_dict()]
+
+
+def load_pool(pool: PairPool, pools: list[Any] | None, rank: int, device: torch.device, path: Path) -> None:
+    """Give this process its pool back from a training state (an old state without one: it fills again)."""
+    if pools is None:
+        return
+    if rank < len(pools):
+        pool.load_state_dict(pools[rank], device)
+    else:
+        log.warning("%s has no pair pool for process %d: it fills again", path, rank)

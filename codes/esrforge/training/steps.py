@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
+from ..degradations.pipeline import UsmOptions, unsharp_mask
 from ..losses.base import DiscriminatorContext, GeneratorContext, Loss
 from ..losses.gan import GanLoss, discriminator_stats
 from ..losses.noise import make_discriminate
@@ -65,6 +67,7 @@ class IterationRunner:
         scale: int,
         dist: DistributedContext | None = None,
         generators: StepGenerators | None = None,
+        usm: UsmOptions | None = None,
     ) -> None:
         self.nets = nets
         self.losses = losses
@@ -76,6 +79,8 @@ class IterationRunner:
         self.generators = generators or StepGenerators(train.manual_seed, self.dist.rank, self.dist.device)
         self.gan = next((loss for loss in losses if isinstance(loss, GanLoss)), None)
         self.translational = next((loss for loss in losses if isinstance(loss, TranslationalLoss)), None)
+        self.usm = usm or UsmOptions()
+        self.needs_usm = any(loss.options.gt_usm for loss in losses)
         noise = self.gan.options.noise if self.gan is not None else 0.0
         self.discriminate: Callable[[Tensor], Tensor] | None = (
             make_discriminate(nets.discriminator.net, noise, self.generators)
@@ -95,6 +100,8 @@ class IterationRunner:
                 lq_second, second_box = self.translational.sample_second_patch(
                     lq_tile, box, self.scale, generators
                 )
+        # Real-ESRGAN sharpens the HR after its crop and pool: here, the tile the step trains on.
+        hq_usm = self._sharpened(hq_tile, box, hq) if self.needs_usm else hq
         generator = self.nets.generator.net
         with self.precision.autocast():
             if lq_second is None:
@@ -103,10 +110,11 @@ class IterationRunner:
                 fake, fake_second = generator(torch.cat([lq, lq_second])).chunk(2)
         result = StepResult()
         d_active = self.gan is not None and self.gan.options.active(step)
+        gan_real = hq_usm if self.gan is not None and self.gan.options.gt_usm else hq
         for which in self.train.step_order:
             if which == "discriminator" and d_active:
                 # float32: the penalised pass below may run outside autocast, where half inputs fail.
-                self._discriminator_step(fake.detach().float(), hq, step, result)
+                self._discriminator_step(fake.detach().float(), gan_real, step, result)
             elif which == "generator":
                 ctx = GeneratorContext(
                     lq,
@@ -121,8 +129,14 @@ class IterationRunner:
                     fake_second=fake_second,
                     generators=generators,
                 )
-                self._generator_step(ctx, step, result)
+                self._generator_step(ctx, dataclasses.replace(ctx, real=hq_usm), step, result)
         return result
+
+    def _sharpened(self, hq_tile: Tensor, box: tuple[int, int], hq: Tensor) -> Tensor:
+        """The unsharp-masked HR of the region ``hq`` was cut from at ``box`` (LR pixels)."""
+        top, left = box[0] * self.scale, box[1] * self.scale
+        sharp = unsharp_mask(hq_tile.float(), self.usm).to(hq_tile.dtype)
+        return sharp[..., top : top + hq.shape[-2], left : left + hq.shape[-1]]
 
     def _discriminator_step(self, fake: Tensor, real: Tensor, step: int, result: StepResult) -> None:
         trained, gan, discriminate = self.nets.discriminator, self.gan, self.discriminate
@@ -149,14 +163,17 @@ class IterationRunner:
         result.values.update(discriminator_stats(d_real, d_fake))
         self._optimise(trained, total, "discriminator", result)
 
-    def _generator_step(self, ctx: GeneratorContext, step: int, result: StepResult) -> None:
+    def _generator_step(
+        self, ctx: GeneratorContext, ctx_usm: GeneratorContext, step: int, result: StepResult
+    ) -> None:
+        """``ctx_usm`` is ``ctx`` with the sharpened HR as ``real``, for the losses with ``gt_usm``."""
         if self.nets.discriminator is not None:
             self.nets.discriminator.net.requires_grad_(False)
         terms: dict[str, Tensor] = {}
         with self.precision.autocast():
             for name, loss in zip(self.names, self.losses, strict=True):
                 if loss.side == "generator" and loss.options.active(step):
-                    terms[name] = loss.options.weight * loss(ctx)
+                    terms[name] = loss.options.weight * loss(ctx_usm if loss.options.gt_usm else ctx)
         total = torch.stack([t.float() for t in terms.values()]).sum()
         result.values.update({k: v.detach() for k, v in terms.items()})
         result.values["g_total"] = total.detach()

@@ -19,12 +19,14 @@ from torch import nn
 from ..data.base import build_dataset
 from ..data.datasets import UnusableDataError
 from ..data.loader import make_train_loader, make_val_loader
+from ..degradations.pipeline import Degrader, UsmOptions
 from ..fileio import DiskFullError, free_bytes
 from ..losses.base import build_loss
 from ..networks.checkpoint import load_into
 from ..options.schema import Config
 from ..randomness import StepGenerators
 from .build import build_discriminator, build_generator, count_parameters
+from .degraded_validation import degraded_validation
 from .distributed import DistributedContext
 from .ema import ModelEMA
 from .experiment import ExperimentDirs
@@ -33,6 +35,8 @@ from .precision import Precision, configure_backends, to_channels_last
 from .reporting import Reporter
 from .schedule import describe_schedule, phases
 from .state import (
+    gather_pools,
+    load_pool,
     load_training_state,
     prune_checkpoints,
     save_models,
@@ -76,24 +80,27 @@ class Trainer:
         self.ema = (
             ModelEMA(self.nets.generator.net, self.train.ema_decay) if self.train.ema_decay > 0 else None
         )
+        data = config.datasets.train
+        degradation = data.degradation
         generators = StepGenerators(self.train.manual_seed, dist.rank, self.device)
         self.runner = IterationRunner(
-            self.nets, self.losses, self.train, self.precision, config.scale, dist, generators
+            self.nets,
+            self.losses,
+            self.train,
+            self.precision,
+            config.scale,
+            dist,
+            generators,
+            degradation.usm if degradation is not None else UsmOptions(),
         )
-        dataset = build_dataset(config.datasets.train, config.scale)
-        self.loader = make_train_loader(
-            dataset, config.datasets.train, seed=self.train.manual_seed, device=self.device
-        )
-        self.validator = (
-            Validator(
-                make_val_loader(build_dataset(config.datasets.val, config.scale), dist.rank, dist.world_size),
-                config,
-                dirs,
-                dist,
-            )
-            if config.datasets.val is not None
+        self.degrader = (
+            Degrader(degradation, config.scale, data.target_size, self.train.manual_seed, dist.rank)
+            if degradation is not None
             else None
         )
+        dataset = build_dataset(data, config.scale)
+        self.loader = make_train_loader(dataset, data, seed=self.train.manual_seed, device=self.device)
+        self.validator = self._build_validator()
         self.step = 0
         self.nonfinite_in_a_row = 0
         self._stop_signal: int | None = None
@@ -102,6 +109,24 @@ class Trainer:
             self._load_state(resume)
         elif self.train.start_step:
             self._start_at(self.train.start_step)
+
+    def _build_validator(self) -> Validator | None:
+        config, dist = self.config, self.dist
+        val, data = config.datasets.val, config.datasets.train
+        if val is None:
+            return None
+        assert data is not None
+        if val.degrade:
+            if dist.is_main:
+                degraded_validation(
+                    val, data, config.scale, self.train.manual_seed, self.dirs.val_lq, self.device
+                )
+            dist.barrier()
+        val = degraded_validation(
+            val, data, config.scale, self.train.manual_seed, self.dirs.val_lq, self.device, write=False
+        )
+        loader = make_val_loader(build_dataset(val, config.scale), dist.rank, dist.world_size)
+        return Validator(loader, config, self.dirs, dist)
 
     def log_summary(self) -> None:
         """What this run trains, on what, and its step schedule: the head of the training log."""
@@ -130,6 +155,8 @@ class Trainer:
         )
         for line in describe_schedule(train.losses, train.niter):
             log.info("%s", line)
+        if self.degrader is not None:
+            log.info("%s", self.degrader.describe())
 
     def _log_result(self) -> None:
         """The closing line of a finished run: where its model is, and its best validation score."""
@@ -174,7 +201,7 @@ class Trainer:
 
     # --- state -----------------------------------------------------------------------------------
 
-    def _state(self) -> dict[str, Any]:
+    def _state(self, pools: list[Any] | None) -> dict[str, Any]:
         trained = self._trained()
         return {
             "step": self.step,
@@ -185,6 +212,7 @@ class Trainer:
             "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "loader": self.loader.state_dict(),
+            "pools": pools,
             "best": self.validator.best if self.validator is not None else None,
         }
 
@@ -208,6 +236,8 @@ class Trainer:
         if self.validator is not None and state.get("best") is not None:
             self.validator.best = state["best"]
         self.loader.load_state_dict(state["loader"])
+        if self.degrader is not None and self.degrader.pool is not None:
+            load_pool(self.degrader.pool, state.get("pools"), self.dist.rank, self.device, path)
         self.step = int(state["step"])
         self._saved_at = self.step  # that state is on disk: saving it again at once would only rewrite it
         log.info("resumed from %s at step %d", path, self.step)
@@ -221,8 +251,13 @@ class Trainer:
             log.warning("train.start_step is %d but path.pretrain_model_generator is not set", step)
         log.info("starting at step %d of the schedule with fresh optimisers", step)
 
-    def save(self) -> None:
-        """Write models/<step>_*.pth and training_state/<step>.state (main process only)."""
+    def save(self, collective: bool = True) -> None:
+        """Write models/<step>_*.pth and training_state/<step>.state (main process only).
+
+        ``collective``: every process calls this now, so the main one can gather their pair pools.
+        """
+        pool = self.degrader.pool if self.degrader is not None else None
+        pools = gather_pools(pool, self.dist, collective)
         if not self.dist.is_main:
             return
         weights = {"G": self.nets.generator.net.state_dict()}
@@ -230,7 +265,7 @@ class Trainer:
             weights["G_ema"] = self.ema.module.state_dict()
         if self.nets.discriminator is not None:
             weights["D"] = self.nets.discriminator.net.state_dict()
-        state = self._state()
+        state = self._state(pools)
         needed, free = tensor_bytes(weights) + tensor_bytes(state), free_bytes(self.dirs.root)
         if free < needed:
             raise TrainingStopped(
@@ -287,10 +322,9 @@ class Trainer:
                     batch = next(batches)
                 except UnusableDataError:
                     if self.step > 0:  # the networks are fine: keep the steps since the last checkpoint
-                        self._save_unless_saved()
+                        self._save_unless_saved(collective=False)  # the other processes may load on
                     raise
-                lq = self._to_device(batch["lq"])
-                hq = self._to_device(batch["hq"])
+                lq, hq = self._inputs(batch)
                 loaded = time.perf_counter()
                 try:
                     result = self.runner.run(lq, hq, self.step)
@@ -323,6 +357,13 @@ class Trainer:
             f"out of {self.device} memory at step {self.step} with datasets.train.batch_size {data.batch_size} "
             f"and target_size {data.target_size}; lower either{precision}. The last saved checkpoint is intact"
         )
+
+    def _inputs(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """LR and HR of a batch on the device; with a degradation the LR is made here from the HR."""
+        if self.degrader is None:
+            return self._to_device(batch["lq"]), self._to_device(batch["hq"])
+        degraded = self.degrader(batch["hq"].to(self.device, non_blocking=True), self.step)
+        return self._to_device(degraded.lq), self._to_device(degraded.hq)
 
     def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
         tensor = tensor.to(self.device, non_blocking=True)
@@ -360,6 +401,6 @@ class Trainer:
             self.validator.run(model, step, reporter)
         self.dist.barrier()
 
-    def _save_unless_saved(self) -> None:
+    def _save_unless_saved(self, collective: bool = True) -> None:
         if self._saved_at != self.step:
-            self.save()
+            self.save(collective)

@@ -1,0 +1,92 @@
+"""``python codes/scripts/preview_degradations.py -opt CONFIG [--set ...] [--count 16] [--output DIR]``.
+
+Draws training patches as train.py would, degrades them with ``datasets.train.degradation`` and
+writes ``degradations.png``: each HR patch beside its LR (enlarged, nearest neighbour). The
+parameters each sample drew are logged, one line per sample.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch.nn import functional as F
+
+from ..data.base import build_dataset
+from ..data.imageio import write_image
+from ..data.loader import SampleKey
+from ..degradations.pipeline import Degrader
+from ..options.errors import OptionError
+from ..options.loader import load_config
+from .common import add_overrides_argument, exit_with
+
+log = logging.getLogger("esrforge")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Preview the LR a degradation pipeline makes from HR patches."
+    )
+    parser.add_argument(
+        "-opt", "--opt", required=True, help="a training config with datasets.train.degradation"
+    )
+    add_overrides_argument(parser, "datasets.train.degradation.ops.0.probability=0")
+    parser.add_argument("--count", type=int, default=16, help="number of patches (default 16)")
+    parser.add_argument("--step", type=int, default=0, help="draw what this training step draws (default 0)")
+    parser.add_argument(
+        "--output", type=Path, default=None, help="folder for degradations.png (default: experiments/<name>/)"
+    )
+    return parser.parse_args(argv)
+
+
+def grid(pairs: list[tuple[torch.Tensor, torch.Tensor]], columns: int, gap: int = 4) -> torch.Tensor:
+    """HR | LR-enlarged cells, ``columns`` pairs per row, on a white background; ``C x H x W``."""
+    hq, _ = pairs[0]
+    channels, size = hq.shape[0], hq.shape[-1]
+    rows = math.ceil(len(pairs) / columns)
+    cell = 2 * size + gap
+    canvas = torch.ones(channels, rows * (size + gap) - gap, columns * (cell + gap) - gap)
+    for n, (hq, lq) in enumerate(pairs):
+        top, left = (n // columns) * (size + gap), (n % columns) * (cell + gap)
+        enlarged = F.interpolate(lq[None], size=(size, size), mode="nearest")[0]
+        canvas[:, top : top + size, left : left + size] = hq
+        canvas[:, top : top + size, left + size + gap : left + cell] = enlarged
+    return canvas
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.count < 1:
+        raise ValueError(f"--count: expected a positive number of patches, got {args.count}")
+    config = load_config(args.opt, args.overrides)
+    data = config.datasets.train
+    if data is None or data.degradation is None:
+        raise OptionError("datasets.train.degradation", f"{args.opt} has none to preview")
+    seed = config.train.manual_seed if config.train is not None else 0
+    dataset = build_dataset(data, config.scale)
+    # The pool only swaps whole samples between steps: the preview shows the pipeline's own output.
+    degradation = dataclasses.replace(data.degradation, queue_size=0)
+    degrader = Degrader(degradation, config.scale, data.target_size, seed)
+    count = len(dataset)  # type: ignore[arg-type]
+    hq = torch.stack([dataset[SampleKey(i % count, 0, seed)]["hq"] for i in range(args.count)])
+    batch = degrader(hq, args.step)
+    for index, drawn in enumerate(batch.drawn):
+        log.info("sample %d: %s", index, "; ".join(f"{name} {values}" for name, values in drawn))
+    picture = grid(list(zip(batch.hq, batch.lq, strict=True)), columns=min(4, args.count))
+    folder = args.output or config.experiment_dir
+    path = folder / "degradations.png"
+    pixels = (picture.permute(1, 2, 0).numpy() * 255.0).round().clip(0, 255).astype("uint8")
+    write_image(path, pixels)
+    log.info(
+        "wrote %s: %d HR patches (left) beside their LR, enlarged %dx (right)", path, args.count, config.scale
+    )
+    return 0
+
+
+def run() -> None:
+    exit_with(main)
