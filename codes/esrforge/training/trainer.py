@@ -324,9 +324,9 @@ class Trainer:
                     if self.step > 0:  # the networks are fine: keep the steps since the last checkpoint
                         self._save_unless_saved(collective=False)  # the other processes may load on
                     raise
-                lq, hq = self._inputs(batch)
-                loaded = time.perf_counter()
                 try:
+                    lq, hq = self._inputs(batch)  # with a degradation, made on the device: it can run out too
+                    loaded = time.perf_counter()
                     result = self.runner.run(lq, hq, self.step)
                 except torch.OutOfMemoryError:
                     raise TrainingStopped(self._out_of_memory_message()) from None

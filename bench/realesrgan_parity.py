@@ -1,6 +1,6 @@
 """The Real-ESRGAN recipe against BasicSR / Real-ESRGAN: kernels, mask, JPEG, U-Net D, degradation speed.
 
-    python bench/realesrgan.py [--device cpu|cuda] [--batch 12] [--repeats 3] [--peer-python PATH]
+    python bench/realesrgan_parity.py [--device cpu|cuda] [--batch 12] [--repeats 3] [--peer-python PATH]
 
 Prints the time to degrade one Real-ESRGAN batch (``--batch`` HR patches of 400 px into 64 px LR with
 options/train_realesrgan_x4.yml's pipeline; photos from ../shared/datasets/photos when present) with
