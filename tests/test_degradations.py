@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
+from conftest import REPO
 from esrforge.degradations import (
     DEGRADATIONS,
     DegradationSection,
@@ -22,8 +24,9 @@ from esrforge.degradations import (
 from esrforge.degradations.blur import KERNEL_SIZES, Blur
 from esrforge.degradations.jpeg import differentiable_jpeg, libjpeg
 from esrforge.degradations.pipeline import PairPool, UsmOptions, unsharp_mask
+from esrforge.options.checks import check_config
 from esrforge.options.errors import OptionError
-from esrforge.options.loader import load_typed
+from esrforge.options.loader import load_config_data, load_typed
 
 CPU = torch.device("cpu")
 
@@ -187,18 +190,28 @@ def test_probability_zero_and_one_switch_an_operation_off_and_on():
         assert not torch.equal(op_of({**spec, "probability": 1.0})(image, rng_for(5)), image), spec["type"]
 
 
+OVERSHOOTING = {"blur", "sinc", "resize", "resize_to_output", "resampling"}
+"""Leave [0, 1] on sharp edges, as in Real-ESRGAN (negative kernel lobes, bicubic); the next noise,
+JPEG or the pipeline's end clamps."""
+
+
 def test_every_registered_operation_keeps_range_and_is_reproducible_from_its_key():
     specs = {name: {"type": name} for name in DEGRADATIONS.names()}
     groups = [{"type": "gaussian_noise"}, {"type": "jpeg"}]
     for name in ("sequence", "one_of", "random_order"):
         specs[name]["ops"] = groups
-    image = smooth_image(32) + 0.05 * torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    specs["resize"]["updown_prob"] = [1, 0, 0]  # bicubic up-sampling overshoots
+    checks = torch.zeros(1, 3, 32, 32)
+    checks[..., ::2, ::2] = checks[..., 1::2, 1::2] = 1.0  # 0/1 pixels: ringing and overshoot leave [0, 1]
     for name, spec in specs.items():
         op = op_of(spec)
-        a = op(image.clamp(0, 1), rng_for(7, size=(32, 32), scale=2))
-        b = op(image.clamp(0, 1), rng_for(7, size=(32, 32), scale=2))
-        assert torch.equal(a, b), name
-        assert float(a.min()) >= 0 and float(a.max()) <= 1, name
+        for seed in range(3):
+            a = op(checks, rng_for(seed, size=(32, 32), scale=2))
+            b = op(checks, rng_for(seed, size=(32, 32), scale=2))
+            assert torch.equal(a, b), name
+            assert bool(a.isfinite().all()), name
+            if name not in OVERSHOOTING:
+                assert float(a.min()) >= 0 and float(a.max()) <= 1, (name, seed)
 
 
 def test_one_of_runs_exactly_one_and_random_order_draws_both_orders():
@@ -218,10 +231,7 @@ def test_one_of_runs_exactly_one_and_random_order_draws_both_orders():
 
 
 def realesrgan_section(**extra: object) -> DegradationSection:
-    import yaml
-
-    from conftest import REPO
-
+    """options/train_realesrgan_x4.yml's degradation section with ``extra`` changed."""
     raw = yaml.safe_load((REPO / "options" / "train_realesrgan_x4.yml").read_text())
     return load_typed(
         DegradationSection, {**raw["datasets"]["train"]["degradation"], **extra}, "test", Path()
@@ -233,6 +243,7 @@ def test_the_realesrgan_pipeline_makes_lr_of_the_target_size_quantised_to_8_bits
     hq = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     batch = degrader(hq, step=5)
     assert batch.lq.shape == (3, 3, 8, 8) and batch.hq.shape == (3, 3, 32, 32)
+    assert float(batch.lq.min()) >= 0 and float(batch.lq.max()) <= 1
     assert torch.equal((batch.lq * 255).round() / 255, batch.lq)
     assert len(batch.drawn) == 3 and all(record for record in batch.drawn)
 
@@ -257,11 +268,15 @@ def test_operations_that_miss_the_lr_size_get_a_one_line_error():
 def test_pair_pool_fills_then_exchanges_and_round_trips_its_state_exactly():
     pool = PairPool(4)
     generator = torch.Generator().manual_seed(0)
-    batches = [(torch.full((2, 3, 2, 2), i / 255), torch.full((2, 3, 8, 8), i / 255)) for i in range(4)]
-    assert pool.exchange(*batches[0], generator)[0] is batches[0][0]
+    batches = [
+        (torch.full((2, 3, 2, 2), (i + 1) / 255), torch.full((2, 3, 8, 8), (i + 1) / 255)) for i in range(4)
+    ]
+    assert pool.exchange(*batches[0], generator)[0] is batches[0][0]  # filling: the batch goes through
     pool.exchange(*batches[1], generator)
-    out_lq, _out_hq = pool.exchange(*batches[2], generator)
-    assert set((out_lq[:, 0, 0, 0] * 255).round().tolist()) <= {0.0, 1.0}  # drawn from the first two
+    out_lq, out_hq = pool.exchange(*batches[2], generator)
+    levels = (out_lq[:, 0, 0, 0] * 255).round().tolist()
+    assert set(levels) <= {1.0, 2.0} and levels == (out_hq[:, 0, 0, 0] * 255).round().tolist()  # pairs kept
+    assert sorted((pool.lq[:, 0, 0, 0] * 255).round().tolist()).count(3.0) == 2  # the batch went in
     state = pool.state_dict()
     assert state["lq"]["uint16_bytes"].dtype == torch.uint8  # 16-bit levels, 2 bytes a value
     copy = PairPool(4)
@@ -269,6 +284,24 @@ def test_pair_pool_fills_then_exchanges_and_round_trips_its_state_exactly():
     assert torch.equal(copy.lq, pool.lq) and torch.equal(copy.hq, pool.hq) and copy.filled == pool.filled
     with pytest.raises(ValueError, match=r"multiple of datasets\.train\.batch_size 3"):
         PairPool(4).exchange(torch.zeros(3, 3, 2, 2), torch.zeros(3, 3, 8, 8), generator)
+
+
+def test_a_pool_of_other_settings_is_refilled_with_a_warning(caplog):
+    pool = PairPool(4)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(2):
+        pool.exchange(torch.rand(2, 3, 2, 2), torch.rand(2, 3, 8, 8), generator)
+    bigger = PairPool(6)
+    bigger.load_state_dict(pool.state_dict(), CPU)
+    assert bigger.filled == 0 and "queue_size is 6: the pool fills again" in caplog.text
+    lq = torch.rand(2, 3, 4, 4)
+    assert pool.exchange(lq, torch.rand(2, 3, 16, 16), generator)[0] is lq  # another patch size: refilling
+    assert pool.filled == 2 and "the pool fills again" in caplog.text
+
+
+def test_random_resize_of_a_tiny_image_keeps_at_least_one_pixel():
+    down = op_of({"type": "resize", "updown_prob": [0, 1, 0], "factor_range": [0.15, 1.5]})
+    assert down(torch.rand(1, 3, 1, 1), rng_for(0)).shape[-2:] == (1, 1)
 
 
 def test_unsharp_mask_sharpens_edges_and_leaves_flat_areas():
@@ -296,3 +329,57 @@ def test_invalid_operations_are_config_errors_naming_the_key(ops, key):
     with pytest.raises(OptionError) as caught:
         section(*ops)
     assert caught.value.key == key, str(caught.value)
+
+
+def config_error(ops: list[dict], scale: int = 4) -> str | None:
+    """The config check's message for these operations, or None if they pass."""
+    data = {
+        "name": "x",
+        "scale": scale,
+        "datasets": {
+            "train": {
+                "type": "HRPatchDataset",
+                "dataroot": ".",
+                "target_size": 32,
+                "degradation": {"ops": ops},
+            }
+        },
+        "networks": {"generator": {"type": "RRDBNet", "scale": scale}},
+    }
+    try:
+        check_config(load_config_data(data, "test", Path(), check_paths=False))
+    except OptionError as err:
+        assert err.key == "datasets.train.degradation.ops", err.key
+        return str(err)
+    return None
+
+
+def test_operations_that_may_miss_the_lr_size_are_refused_when_the_config_loads():
+    assert config_error([{"type": "resize", "relative_to": "output"}])  # "keep" would pass 1 time in 30
+    assert config_error([{"type": "resize_to_output", "probability": 0.5}])
+    assert config_error([{"type": "one_of", "ops": [{"type": "resize_to_output"}, {"type": "jpeg"}]}])
+    assert config_error([{"type": "resize_to_output"}, {"type": "resize"}])
+    assert config_error([{"type": "random_order", "ops": [{"type": "resize_to_output"}, {"type": "resize"}]}])
+    assert config_error([{"type": "resize_to_output"}, {"type": "jpeg"}, {"type": "resampling"}]) is None
+    assert config_error(yaml_ops()) is None
+    assert config_error([{"type": "jpeg"}], scale=1) is None  # x1: the HR size is the LR size
+
+
+def yaml_ops() -> list[dict]:
+    raw = yaml.safe_load((REPO / "options" / "train_realesrgan_x4.yml").read_text())
+    return raw["datasets"]["train"]["degradation"]["ops"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_a_gpu_the_pipeline_draws_what_it_draws_on_the_cpu():
+    section_ = realesrgan_section(patch_size=64, queue_size=4)
+    hq = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    cpu, gpu = Degrader(section_, 4, 32, seed=1), Degrader(section_, 4, 32, seed=1)
+    for step in range(4):
+        a, b = cpu(hq, step), gpu(hq.cuda(), step)
+        assert a.drawn == b.drawn, step
+        assert b.lq.is_cuda and b.lq.shape == a.lq.shape == (2, 3, 8, 8)
+    state = gpu.pool.state_dict()
+    restored = PairPool(4)
+    restored.load_state_dict(state, torch.device("cuda"))
+    assert torch.equal(restored.lq, gpu.pool.lq)

@@ -3,13 +3,15 @@ and the validation LR made once with the pipeline."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 
 import pytest
 import torch
 import yaml
 
-from conftest import REPO, tiny_realesrgan_config
+from conftest import REPO, tiny_realesrgan_config, write_blocky_images
 from esrforge.cli.common import run_program
 from esrforge.cli.train import main
 from esrforge.data.imageio import read_image
@@ -18,6 +20,7 @@ from esrforge.losses.gan import GanLoss
 from esrforge.losses.pixel import PixelLoss
 from esrforge.options.errors import OptionError
 from esrforge.options.loader import load_config
+from esrforge.training.degraded_validation import degraded_validation
 
 
 @pytest.mark.slow
@@ -52,7 +55,7 @@ def test_a_scaled_down_realesrgan_config_trains_20_steps_and_makes_its_validatio
         "datasets.train.degradation.ops[3].quality_range=[10,12]",
     ]
     assert run_program(lambda: main(["-opt", str(config), "--set", *changed])) == 0
-    assert "made with other degradation settings" in caplog.text
+    assert "made from other settings or images" in caplog.text
     assert (run / "val_lq" / "img0.png").read_bytes() != before
 
 
@@ -88,11 +91,57 @@ def test_shipped_real_esrgan_configs_load_with_real_esrgans_values(name):
         180,
     )
     assert data.use_flip and not data.use_rot and train.ema_decay == 0.999
-    blur, resize, noise, _jpeg, blur2, resize2, noise2, final = data.degradation.ops
-    assert blur.sigma_range == (0.2, 3.0) and blur2.sigma_range == (0.2, 1.5) and blur2.probability == 0.8
-    assert resize.updown_prob == (0.2, 0.7, 0.1) and resize2.factor_range == (0.3, 1.2)
-    assert [o.sigma_range for o in (noise.ops[0], noise2.ops[0])] == [(1.0, 30.0), (1.0, 25.0)]
-    assert final.type == "random_order" and final.ops[0].ops[1].probability == 0.8
+    degradation = data.degradation
+    assert degradation.sharpen_input and (degradation.usm.radius, degradation.usm.weight) == (50, 0.5)
+    blur, resize, noise, jpeg, blur2, resize2, noise2, final = degradation.ops
+    for first, kernel in ((True, blur), (False, blur2)):
+        assert kernel.kernel_sizes == list(range(7, 22, 2)) and kernel.sinc_prob == 0.1
+        assert kernel.kernel_prob == [0.45, 0.25, 0.12, 0.03, 0.12, 0.03]
+        assert (kernel.betag_range, kernel.betap_range) == ((0.5, 4.0), (1.0, 2.0))
+        assert kernel.sigma_range == ((0.2, 3.0) if first else (0.2, 1.5))
+    assert (blur.probability, blur2.probability) == (1.0, 0.8)
+    assert (resize.updown_prob, resize.factor_range, resize.relative_to) == (
+        (0.2, 0.7, 0.1),
+        (0.15, 1.5),
+        "input",
+    )
+    assert (resize2.updown_prob, resize2.factor_range, resize2.relative_to) == (
+        (0.3, 0.4, 0.3),
+        (0.3, 1.2),
+        "output",
+    )
+    for group, sigma, poisson in ((noise, (1.0, 30.0), (0.05, 3.0)), (noise2, (1.0, 25.0), (0.05, 2.5))):
+        gaussian, shot = group.ops
+        assert group.weights == [0.5, 0.5] and (gaussian.sigma_range, shot.scale_range) == (sigma, poisson)
+        assert gaussian.gray_prob == shot.gray_prob == 0.4
+    back_and_sinc, jpeg2 = final.ops
+    assert final.type == "random_order" and [o.type for o in back_and_sinc.ops] == [
+        "resize_to_output",
+        "sinc",
+    ]
+    assert back_and_sinc.ops[1].probability == 0.8 and back_and_sinc.ops[1].cutoff_range[0] == pytest.approx(
+        math.pi / 3
+    )
+    assert jpeg.quality_range == jpeg2.quality_range == (30.0, 95.0)
+    perceptual = (
+        next(loss for loss in train.losses if loss.type == "perceptual")
+        if name != "train_realesrnet_x4"
+        else None
+    )
+    if perceptual is not None:
+        assert perceptual.layer_weights == {
+            "conv1_2": 0.1,
+            "conv2_2": 0.1,
+            "conv3_4": 1.0,
+            "conv4_4": 1.0,
+            "conv5_4": 1.0,
+        }
+        assert (
+            perceptual.gt_usm
+            and perceptual.weight == 1.0
+            and train.step_order == ("generator", "discriminator")
+        )
+    assert all(loss.gt_usm for loss in train.losses if loss.type == "pixel")
     gan = [loss for loss in train.losses if loss.type == "gan"]
     if name == "train_realesrnet_x4":
         assert (train.lr_G, train.niter, train.lr_steps, gan) == (2e-4, 1000000, [1000000], [])
@@ -159,3 +208,26 @@ def test_the_dry_run_says_how_the_lr_is_made(tmp_path, caplog):
     assert run_program(lambda: main(["-opt", str(config), "--dry-run"])) == 0
     assert "LR made on the training device by 8 operations (blur, resize, one_of, jpeg," in caplog.text
     assert "from 48 px HR patches, cut to 32 / 8 px, a pool of 4 pairs" in caplog.text
+
+
+def test_validation_lr_is_made_again_when_the_images_change(tmp_path, caplog):
+    config = load_config(tiny_realesrgan_config(tmp_path))
+    train_data, val = config.datasets.train, config.datasets.val
+    assert train_data is not None and val is not None
+    folder = tmp_path / "val_lq"
+
+    def make(options):
+        return degraded_validation(options, train_data, 4, 0, folder, torch.device("cpu"))
+
+    paired = make(val)
+    assert paired.dataroot_lq == folder and not paired.degrade
+    assert sorted(p.name for p in folder.glob("*.png")) == ["img0.png", "img1.png"]
+    first = (folder / "img0.png").read_bytes()
+    caplog.clear()
+    make(val)
+    assert "reusing" in caplog.text
+    write_blocky_images(tmp_path / "other", count=2, size=48)
+    make(dataclasses.replace(val, dataroot=tmp_path / "other"))
+    assert "made from other settings or images" in caplog.text
+    assert (folder / "img0.png").read_bytes() != first
+    assert read_image(folder / "img0.png").shape == (12, 12, 3)

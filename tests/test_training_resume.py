@@ -269,3 +269,34 @@ def test_each_rank_gets_its_own_pair_pool_back_when_resumed(tmp_path):
     assert len(a["pools"]) == 2 and not tensors_equal(a["pools"][0], a["pools"][1])
     for key in ("networks", "optimizers", "pools"):
         assert tensors_equal(a[key], b[key]), key
+
+
+SIGNAL_ONE_RANK = """
+import os, signal, sys
+sys.path.insert(0, {codes!r})
+from esrforge.training import steps
+
+run = steps.IterationRunner.run
+
+def run_and_signal(self, lq, hq, step):
+    result = run(self, lq, hq, step)
+    if step == 2 and os.environ["RANK"] == "1":
+        os.kill(os.getpid(), signal.SIGTERM)  # as if only this process were told to stop
+    return result
+
+steps.IterationRunner.run = run_and_signal
+from esrforge.cli.train import run as train
+sys.argv = ["train.py", *sys.argv[1:]]
+train()
+"""
+
+
+@pytest.mark.slow
+def test_a_signal_to_one_process_stops_all_at_the_same_step_with_a_checkpoint(tmp_path):
+    config = tiny_realesrgan_config(tmp_path, niter=8)
+    script = tmp_path / "signal_one.py"
+    script.write_text(SIGNAL_ONE_RANK.format(codes=str(REPO / "codes")))
+    torchrun(script, "-opt", str(config), "--set", "train.val_freq=0", "logger.save_checkpoint_freq=100")
+    run = tmp_path / "experiments" / "run"
+    assert sorted(p.name for p in (run / "training_state").iterdir()) == ["3.state"]
+    assert len(torch.load(run / "training_state" / "3.state", weights_only=True)["pools"]) == 2

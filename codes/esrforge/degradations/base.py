@@ -46,6 +46,15 @@ class DegradationOptions:
     def __post_init__(self) -> None:
         require(0 <= self.probability <= 1, "probability", "a probability in [0, 1]", self.probability)
 
+    def at_output_after(self, at_output: bool) -> bool:
+        """Whether the image is surely at the LR size after this operation, given whether it was before."""
+        after = self.size_after(at_output)
+        return after if self.probability >= 1 else after and at_output
+
+    def size_after(self, at_output: bool) -> bool:
+        """:meth:`at_output_after` when the operation runs; operations that resize override it."""
+        return at_output
+
 
 @dataclass
 class SampleRandom:
@@ -69,8 +78,8 @@ class SampleRandom:
         """Fresh generators on the CPU and ``device`` seeded from ``key``."""
         cpu_seed, device_seed = derive_seeds(2, *key)
         cpu = torch.Generator().manual_seed(cpu_seed)
-        on_device = cpu if device.type == "cpu" else torch.Generator(device).manual_seed(device_seed)
-        return cls(cpu, on_device, size, scale)
+        # Noise has its own generator on the CPU too, so the parameters drawn do not depend on the device.
+        return cls(cpu, torch.Generator(device).manual_seed(device_seed), size, scale)
 
     def uniform(self, low: float, high: float) -> float:
         """A float in ``[low, high)``."""
@@ -107,14 +116,31 @@ class SampleRandom:
         self.record.append((name, values))
 
 
+def like(tensor: Tensor, reference: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+    """A small CPU ``tensor`` on ``reference``'s device with its dtype (or ``dtype``), without a host sync.
+
+    A copy from pageable memory would make the host wait for the GPU's queue; a pinned one is queued.
+    """
+    tensor = tensor.to(dtype or reference.dtype)
+    if reference.device.type == "cpu":
+        return tensor
+    return tensor.pin_memory().to(reference.device, non_blocking=True)
+
+
+def scalar_like(value: float, reference: Tensor) -> Tensor:
+    """``value`` as a one-element tensor made on ``reference``'s device (no copy from the host)."""
+    return torch.full((1,), value, dtype=reference.dtype, device=reference.device)
+
+
 OptionsT = TypeVar("OptionsT", bound=DegradationOptions)
 
 
 class Degradation(Generic[OptionsT]):
     """Base of registered operations: ``apply(image, rng)`` returns the degraded image.
 
-    ``image`` is ``1 x C x H x W`` float32 in [0, 1]; the result may change its size (resizes) and is
-    clamped to [0, 1] by operations that can leave it.
+    ``image`` is ``1 x C x H x W`` float32, in [0, 1] but for the overshoot of an earlier blur or resize;
+    the result may change its size (resizes). As in Real-ESRGAN, blurs and resizes may leave [0, 1]
+    on sharp edges; noises, JPEG and the end of the pipeline clamp.
     """
 
     def __init__(self, options: OptionsT) -> None:

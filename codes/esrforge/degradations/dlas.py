@@ -3,12 +3,14 @@
 DL-Art-School (``codes/data/images/image_corruptor.py``) draws one value per corruption and maps it
 to a strength; here each corruption is an operation with its parameters drawn from explicit ranges:
 
-- ``color_quantization``: DLAS ``color_quantization``, 8-bit levels floored to a multiple of 4, 8
-  or 16 (DLAS: ``2 ** (int(r * 10 / 3) + 2)``).
+- ``color_quantization``: DLAS ``color_quantization``, 8-bit levels floored to a multiple of 4, 8,
+  16 or 32 (DLAS: ``2 ** (int(r * 10 / 3) + 2)``, 32 only for r >= 0.9; ``steps: [4, 8, 16]`` here).
 - ``motion_blur``: DLAS ``motion_blur``, a normalised line kernel of a random length and angle.
 - ``resampling``: DLAS ``lq_resampling`` / ``lq_resampling4x``, down by 2 or 4 and back up to the
   input size with a random interpolation (DLAS skips it for ``r < 0.3``: use ``probability: 0.7``).
-- ``saturation``: DLAS ``saturation``, a random boost of the colour saturation.
+- ``saturation``: a random boost of the HSV saturation. (DLAS's ``saturation`` adds ``r * 0.3`` to
+  every channel, which lightens the image rather than saturating it: ``color_jitter``'s brightness
+  does that.)
 - ``color_jitter``: DLAS ``color_jitter`` (kornia's ``ColorJitter``), brightness, contrast,
   saturation and hue, each with its own random amount, in a fixed order.
 - ``greyscale``: DLAS ``greyscale``, the image's grey in every channel.
@@ -33,7 +35,7 @@ from torch import Tensor
 
 from ..options.fields import option, require
 from . import kernels
-from .base import DEGRADATIONS, Degradation, DegradationOptions, SampleRandom, require_range
+from .base import DEGRADATIONS, Degradation, DegradationOptions, SampleRandom, require_range, scalar_like
 from .noise import to_grey
 from .resize import Mode, resize
 
@@ -47,7 +49,7 @@ class ColorQuantizationOptions(DegradationOptions):
 
     steps: list[int] = option(
         factory=lambda: [4, 8, 16],
-        doc="quantisation steps in 8-bit levels, one drawn uniformly (DLAS: 4, 8, 16)",
+        doc="quantisation steps in 8-bit levels, one drawn uniformly (DLAS: 4, 8, 16, rarely 32)",
     )
 
     def __post_init__(self) -> None:
@@ -188,7 +190,7 @@ class Saturation(Degradation[SaturationOptions]):
         rng.note("saturation", amount=round(amount, 3))
         if image.shape[1] != 3:
             return image
-        return adjust_saturation(image, 1.0 + amount).clamp(0, 1)
+        return adjust_saturation(image, scalar_like(1.0 + amount, image)).clamp(0, 1)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -231,11 +233,12 @@ class ColorJitter(Degradation[ColorJitterOptions]):
             saturation=round(saturation, 3),
             hue=round(hue, 4),
         )
-        out = adjust_brightness(image, brightness)
-        out = adjust_contrast_with_mean_subtraction(out, 1.0 + contrast)
+        # Factors made on the device: kornia would copy each float from the host (a sync on a GPU).
+        out = adjust_brightness(image, scalar_like(brightness, image))
+        out = adjust_contrast_with_mean_subtraction(out, scalar_like(1.0 + contrast, image))
         if image.shape[1] == 3:
-            out = adjust_saturation(out, 1.0 + saturation)
-            out = adjust_hue(out, hue * 2 * math.pi)
+            out = adjust_saturation(out, scalar_like(1.0 + saturation, image))
+            out = adjust_hue(out, scalar_like(hue * 2 * math.pi, image))
         return out.clamp(0, 1)
 
 

@@ -28,6 +28,27 @@ class GroupOptions(DegradationOptions):
         super().__post_init__()
         require(len(self.ops) > 0, "ops", "at least one operation", self.ops)
 
+    def size_after(self, at_output: bool) -> bool:
+        """In order (``sequence``); ``random_order`` and ``one_of`` override it."""
+        return ops_end_at_output(self.ops, at_output)
+
+
+def ops_end_at_output(ops: list[DegradationOptions], at_output: bool) -> bool:
+    """Whether ``ops`` run in order surely leave the image at the LR size."""
+    for op in ops:
+        at_output = op.at_output_after(at_output)
+    return at_output
+
+
+@dataclass(frozen=True, kw_only=True)
+class RandomOrderOptions(GroupOptions):
+    """All of ``ops`` in an order drawn per sample."""
+
+    def size_after(self, at_output: bool) -> bool:
+        """Every order ends at the LR size iff no operation can leave it and one reaches it (or it starts there)."""
+        keep = all(op.at_output_after(True) for op in self.ops)
+        return keep and (at_output or any(op.at_output_after(False) for op in self.ops))
+
 
 class Group(Degradation[Any]):
     """Base of the groups: builds the operations once."""
@@ -58,6 +79,10 @@ class OneOfOptions(GroupOptions):
         if self.weights:
             require_weights(self.weights, len(self.ops), "weights")
 
+    def size_after(self, at_output: bool) -> bool:
+        weights = self.weights or [1.0] * len(self.ops)
+        return all(op.at_output_after(at_output) for op, w in zip(self.ops, weights, strict=True) if w > 0)
+
 
 @DEGRADATIONS.register(OneOfOptions, name="one_of")
 class OneOf(Group):
@@ -68,7 +93,7 @@ class OneOf(Group):
         return self.ops[rng.index(weights)](image, rng)
 
 
-@DEGRADATIONS.register(GroupOptions, name="random_order")
+@DEGRADATIONS.register(RandomOrderOptions, name="random_order")
 class RandomOrder(Group):
     """All operations of the group in an order drawn per sample (Real-ESRGAN's final stage)."""
 

@@ -11,7 +11,7 @@ from kornia.enhance import jpeg_codec_differentiable
 from torch import Tensor
 
 from ..options.fields import option
-from .base import DEGRADATIONS, Degradation, DegradationOptions, SampleRandom, require_range
+from .base import DEGRADATIONS, Degradation, DegradationOptions, SampleRandom, require_range, scalar_like
 
 DLAS_PRESETS: dict[str, tuple[float, float]] = {
     "jpeg": (10, 29),
@@ -71,7 +71,7 @@ def libjpeg(image: Tensor, quality: int) -> Tensor:
 def differentiable_jpeg(image: Tensor, quality: float) -> Tensor:
     """kornia's differentiable JPEG at ``quality`` (grey images go through it as RGB)."""
     rgb = image.expand(-1, 3, -1, -1) if image.shape[1] == 1 else image
-    out = jpeg_codec_differentiable(rgb.float(), torch.tensor([quality], device=image.device))
+    out = jpeg_codec_differentiable(rgb.float(), scalar_like(quality, rgb.float()))
     return (out[:, :1] if image.shape[1] == 1 else out).to(image.dtype)
 
 

@@ -12,6 +12,8 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from .base import like
+
 FAMILIES = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso")
 
 
@@ -60,7 +62,10 @@ def sinc(size: int, cutoff: float) -> Tensor:
 
 
 def gaussian_1d(size: int, sigma: float) -> Tensor:
-    """OpenCV's ``getGaussianKernel``: ``sigma <= 0`` means ``0.3 * ((size - 1) / 2 - 1) + 0.8``."""
+    """OpenCV's ``getGaussianKernel`` formula: ``sigma <= 0`` means ``0.3 * ((size - 1) / 2 - 1) + 0.8``.
+
+    (For sizes up to 9 with ``sigma <= 0`` OpenCV uses fixed tables instead, up to 2e-3 apart.)
+    """
     if sigma <= 0:
         sigma = 0.3 * ((size - 1) * 0.5 - 1) + 0.8
     axis = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
@@ -76,7 +81,7 @@ def _pad(image: Tensor, pad_h: int, pad_w: int) -> Tensor:
 def filter_separable(image: Tensor, line: Tensor) -> Tensor:
     """``filter_image`` with the kernel ``outer(line, line)`` as two 1-D passes (odd ``line``)."""
     size, channels = line.shape[0], image.shape[1]
-    weight = line.to(image.device, image.dtype)
+    weight = like(line, image)
     rows = F.conv2d(
         _pad(image, 0, size // 2), weight.view(1, 1, 1, size).expand(channels, 1, 1, size), groups=channels
     )
@@ -91,5 +96,5 @@ def filter_image(image: Tensor, kernel: Tensor) -> Tensor:
     pad = size // 2
     channels = image.shape[1]
     padded = _pad(image, pad, pad)
-    weight = kernel.to(image.device, image.dtype).expand(channels, 1, size, size)
+    weight = like(kernel, image).expand(channels, 1, size, size)
     return F.conv2d(padded, weight, groups=channels)

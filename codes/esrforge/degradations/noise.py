@@ -10,7 +10,7 @@ from torch import Tensor
 from ..options.fields import option, require
 from .base import DEGRADATIONS, Degradation, DegradationOptions, SampleRandom, require_range
 
-LUMA = (0.299, 0.587, 0.114)
+LUMA = (0.2989, 0.587, 0.114)
 """The grey of torchvision's ``rgb_to_grayscale``, which Real-ESRGAN's Poisson noise uses."""
 
 
@@ -18,8 +18,8 @@ def to_grey(image: Tensor) -> Tensor:
     """``N x 1 x H x W`` luma of an RGB image (single-channel images are returned as they are)."""
     if image.shape[1] == 1:
         return image
-    weights = torch.tensor(LUMA, dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
-    return (image * weights).sum(1, keepdim=True)
+    red, green, blue = LUMA
+    return image[:, 0:1] * red + image[:, 1:2] * green + image[:, 2:3] * blue
 
 
 @dataclass(frozen=True, kw_only=True)

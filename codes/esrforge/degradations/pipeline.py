@@ -8,6 +8,7 @@ losses is made by the training step from the HR it trains on.)
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +18,10 @@ from torch import Tensor
 from ..options.fields import option, require
 from ..randomness import derive_seeds
 from . import kernels
-from .base import DegradationOptions, SampleRandom, build_degradation
+from .base import DegradationOptions, SampleRandom, build_degradation, like
+from .groups import ops_end_at_output
+
+log = logging.getLogger(__name__)
 
 POOL_TAG = 0x504F4F4C
 """Mixed into the seed of the pool's shuffle so it is unrelated to the samples' draws."""
@@ -58,9 +62,20 @@ class DegradationSection:
 
     def __post_init__(self) -> None:
         require(len(self.ops) > 0, "ops", "at least one operation", self.ops)
+
         if self.patch_size is not None:
             require(self.patch_size > 0, "patch_size", "a positive size", self.patch_size)
         require(self.queue_size >= 0, "queue_size", "0 or a positive pool size", self.queue_size)
+
+    def check_output_size(self, scale: int) -> None:
+        """The operations must end at HR / ``scale`` whatever they draw (the config check calls this)."""
+        require(
+            ops_end_at_output(self.ops, at_output=scale == 1),
+            "ops",
+            "operations that always end at HR / scale: a resize_to_output with probability 1 after the last "
+            "resize (in every branch of a one_of)",
+            [op.type for op in self.ops],
+        )
 
 
 def unsharp_mask(image: Tensor, options: UsmOptions) -> Tensor:
@@ -178,6 +193,13 @@ class PairPool:
             raise ValueError(
                 f"degradation.queue_size {self.size} must be a multiple of datasets.train.batch_size {count}"
             )
+        if self.lq is not None and (self.lq.shape[1:] != lq.shape[1:] or self.lq.device != lq.device):
+            log.warning(
+                "the pair pool holds %s pairs, the batch is %s: the pool fills again",
+                tuple(self.lq.shape[1:]),
+                tuple(lq.shape[1:]),
+            )
+            self.lq, self.hq, self.filled = None, None, 0
         if self.lq is None or self.hq is None:
             self.lq = lq.new_zeros((self.size, *lq.shape[1:]))
             self.hq = hq.new_zeros((self.size, *hq.shape[1:]))
@@ -186,7 +208,7 @@ class PairPool:
             self.hq[self.filled : self.filled + count] = hq
             self.filled += count
             return lq, hq
-        order = torch.randperm(self.size, generator=generator).to(self.lq.device)
+        order = like(torch.randperm(self.size, generator=generator), self.lq, torch.long)
         self.lq, self.hq = self.lq[order], self.hq[order]
         out_lq, out_hq = self.lq[:count].clone(), self.hq[:count].clone()
         self.lq[:count], self.hq[:count] = lq, hq
@@ -194,9 +216,17 @@ class PairPool:
 
     def state_dict(self) -> dict[str, Any]:
         """The pool's pairs, stored as 16-bit levels when that is exact (it is for 8- and 16-bit data)."""
-        return {"filled": self.filled, "lq": _pack(self.lq), "hq": _pack(self.hq)}
+        return {"size": self.size, "filled": self.filled, "lq": _pack(self.lq), "hq": _pack(self.hq)}
 
     def load_state_dict(self, state: dict[str, Any], device: torch.device) -> None:
+        """Restore a saved pool; one of another ``queue_size`` is dropped (with a warning) and fills again."""
+        if state["size"] != self.size:
+            log.warning(
+                "the saved pair pool has %d pairs, queue_size is %d: the pool fills again",
+                state["size"],
+                self.size,
+            )
+            return
         self.filled = int(state["filled"])
         self.lq, self.hq = _unpack(state["lq"], device), _unpack(state["hq"], device)
 

@@ -21,6 +21,8 @@ def _require_modes(modes: list[Mode]) -> None:
 
 def resize(image: Tensor, size: tuple[int, int] | None, mode: str, factor: float | None = None) -> Tensor:
     """``F.interpolate`` to ``size`` or by ``factor``, as Real-ESRGAN calls it (no antialiasing)."""
+    if factor is not None and min(int(image.shape[-2] * factor), int(image.shape[-1] * factor)) < 1:
+        size = (int(image.shape[-2] * factor), int(image.shape[-1] * factor))  # too small: at least 1 px
     if size is not None:
         size = (max(1, size[0]), max(1, size[1]))
         factor = None
@@ -54,6 +56,9 @@ class RandomResizeOptions(DegradationOptions):
         )
         _require_modes(self.modes)
 
+    def size_after(self, at_output: bool) -> bool:
+        return False  # a drawn factor: even "keep" may follow an up or down
+
 
 @DEGRADATIONS.register(RandomResizeOptions, name="resize")
 class RandomResize(Degradation[RandomResizeOptions]):
@@ -83,6 +88,9 @@ class ResizeToOutputOptions(DegradationOptions):
     def __post_init__(self) -> None:
         super().__post_init__()
         _require_modes(self.modes)
+
+    def size_after(self, at_output: bool) -> bool:
+        return True
 
 
 @DEGRADATIONS.register(ResizeToOutputOptions, name="resize_to_output")

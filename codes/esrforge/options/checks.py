@@ -37,6 +37,17 @@ def check_config(config: Config) -> None:
             "datasets.train.degradation.patch_size",
             f"expected a multiple of the scale {config.scale}, got {train_data.crop_size}",
         )
+    if train_data is not None and train_data.degradation is not None:
+        try:
+            train_data.degradation.check_output_size(config.scale)
+        except OptionValueError as err:
+            raise err.at("datasets.train.degradation") from None
+        queue, batch = train_data.degradation.queue_size, train_data.batch_size
+        if queue % batch:
+            raise OptionError(
+                "datasets.train.degradation.queue_size",
+                f"expected a multiple of datasets.train.batch_size {batch}, got {queue}",
+            )
     val = config.datasets.val
     if val is not None and val.degrade and (train_data is None or train_data.degradation is None):
         raise OptionError("datasets.val.degrade", "true needs datasets.train.degradation to make the LR with")

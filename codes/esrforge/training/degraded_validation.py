@@ -2,8 +2,9 @@
 
 ``datasets.val.degrade: true`` makes ``experiments/<name>/val_lq/`` on the first run: every HR image
 (cropped to a multiple of the scale) degraded with its own key ``(seed, VAL_TAG, index)``. A
-``degradation.json`` beside the images records what made them; a later or resumed run reuses the
-folder while that record matches, and makes it again (with a warning) when the settings changed.
+``degradation.json`` beside the images records what made them (the settings and the images); a
+later or resumed run reuses the folder while that record matches, and makes it again (with a
+warning) when anything in it changed.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import numpy as np
 import torch
 
 from ..data.base import TrainDatasetOptions, ValDatasetOptions
-from ..data.datasets import FullImageDataset
+from ..data.datasets import to_tensor
 from ..data.imageio import write_image
+from ..data.sources import read_rgb, scan_folder
 from ..degradations.pipeline import Degrader
 from ..fileio import atomic_write_text
 from ..options.convert import to_data
@@ -41,29 +43,44 @@ def degraded_validation(
 ) -> ValDatasetOptions:
     """``val`` reading its LR from ``folder``, which is made first unless it holds these settings' LR.
 
-    Processes other than the main one pass ``write=False`` and only read the folder.
+    Every process degrades the images (an unreadable one then fails on all of them alike, none waits
+    for another); only the one with ``write`` saves them.
     """
     if not val.degrade:
         return val
     assert train.degradation is not None, "checked when the config loads"
+    items = scan_folder(val.dataroot)[: val.max_images]
+    record = json.dumps(
+        {
+            "scale": scale,
+            "seed": seed,
+            "degradation": to_data(train.degradation),
+            "dataroot": str(val.dataroot),
+            "images": [item.name for item in items],
+        },
+        indent=1,
+    )
     paired = dataclasses.replace(val, dataroot_lq=folder, degrade=False)
-    record = json.dumps({"scale": scale, "seed": seed, "degradation": to_data(train.degradation)}, indent=1)
-    if not write:
-        return paired
     record_file = folder / RECORD
     if record_file.is_file() and record_file.read_text() == record:
-        log.info("validation LR: reusing %s", folder)
+        if write:
+            log.info("validation LR: reusing %s", folder)
         return paired
-    if record_file.is_file():
-        log.warning("validation LR in %s was made with other degradation settings: making it again", folder)
+    if write and record_file.is_file():
+        log.warning("validation LR in %s was made from other settings or images: making it again", folder)
         record_file.unlink()
     degrader = Degrader(train.degradation, scale, train.target_size, seed)
-    dataset = FullImageDataset(dataclasses.replace(val, degrade=False), scale)
-    for index in range(len(dataset)):
-        sample = dataset[index]
-        lq, _ = degrader.degrade(sample["hq"][None].to(device), (degrader.seed, VAL_TAG, index))
-        pixels = (lq[0].permute(1, 2, 0).cpu().numpy() * 255.0).round().clip(0, 255).astype(np.uint8)
-        write_image(folder / f"{sample['name']}.png", pixels)
-    atomic_write_text(record_file, record)  # last: a folder without it is incomplete
-    log.info("validation LR: %d images degraded at seed %d into %s", len(dataset), seed, folder)
+    for index, item in enumerate(items):
+        hr = read_rgb(item.hr)
+        height, width = hr.shape[0] - hr.shape[0] % scale, hr.shape[1] - hr.shape[1] % scale
+        if height == 0 or width == 0:
+            raise ValueError(f"{item.hr}: {hr.shape[1]}x{hr.shape[0]} is smaller than the scale {scale}")
+        image = to_tensor(hr[:height, :width])[None].to(device)
+        lq, _ = degrader.degrade(image, (degrader.seed, VAL_TAG, index))
+        if write:
+            pixels = (lq[0].permute(1, 2, 0).cpu().numpy() * 255.0).round().clip(0, 255).astype(np.uint8)
+            write_image(folder / f"{item.name}.png", pixels)
+    if write:
+        atomic_write_text(record_file, record)  # last: a folder without it is incomplete
+        log.info("validation LR: %d images degraded at seed %d into %s", len(items), seed, folder)
     return paired

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..data.base import build_dataset
 from ..data.datasets import UnusableDataError
-from ..data.loader import make_train_loader, make_val_loader
+from ..data.loader import make_train_loader
 from ..degradations.pipeline import Degrader, UsmOptions
 from ..fileio import DiskFullError, free_bytes
 from ..losses.base import build_loss
@@ -26,7 +26,6 @@ from ..networks.checkpoint import load_into
 from ..options.schema import Config
 from ..randomness import StepGenerators
 from .build import build_discriminator, build_generator, count_parameters
-from .degraded_validation import degraded_validation
 from .distributed import DistributedContext
 from .ema import ModelEMA
 from .experiment import ExperimentDirs
@@ -44,7 +43,7 @@ from .state import (
     tensor_bytes,
 )
 from .steps import IterationRunner, Networks, Trained
-from .validation import Validator
+from .validation import make_validator
 
 log = logging.getLogger("esrforge")
 
@@ -100,33 +99,16 @@ class Trainer:
         )
         dataset = build_dataset(data, config.scale)
         self.loader = make_train_loader(dataset, data, seed=self.train.manual_seed, device=self.device)
-        self.validator = self._build_validator()
+        self.validator = make_validator(config, dirs, dist)
         self.step = 0
         self.nonfinite_in_a_row = 0
         self._stop_signal: int | None = None
+        self._stopping = False  # every process agrees on it: set from all signals at the end of a step
         self._saved_at: int | None = None
         if resume is not None:
             self._load_state(resume)
         elif self.train.start_step:
             self._start_at(self.train.start_step)
-
-    def _build_validator(self) -> Validator | None:
-        config, dist = self.config, self.dist
-        val, data = config.datasets.val, config.datasets.train
-        if val is None:
-            return None
-        assert data is not None
-        if val.degrade:
-            if dist.is_main:
-                degraded_validation(
-                    val, data, config.scale, self.train.manual_seed, self.dirs.val_lq, self.device
-                )
-            dist.barrier()
-        val = degraded_validation(
-            val, data, config.scale, self.train.manual_seed, self.dirs.val_lq, self.device, write=False
-        )
-        loader = make_val_loader(build_dataset(val, config.scale), dist.rank, dist.world_size)
-        return Validator(loader, config, self.dirs, dist)
 
     def log_summary(self) -> None:
         """What this run trains, on what, and its step schedule: the head of the training log."""
@@ -316,7 +298,7 @@ class Trainer:
         warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
         try:
             batches = iter(self.loader)
-            while self.step < train.niter and self._stop_signal is None:
+            while self.step < train.niter and not self._stopping:
                 start = time.perf_counter()
                 try:
                     batch = next(batches)
@@ -338,7 +320,7 @@ class Trainer:
                 self.step += 1
                 reporter.record(result.values, loaded - start, time.perf_counter() - start)
                 self._periodic(reporter)
-            if self.step >= train.niter or self._stop_signal is not None:
+            if self.step >= train.niter or self._stopping:
                 self._save_unless_saved()
             if self.step >= train.niter and self.dist.is_main:
                 self._log_result()
@@ -399,7 +381,20 @@ class Trainer:
         ):
             model = self.ema.module if self.ema is not None else self.nets.generator.net
             self.validator.run(model, step, reporter)
-        self.dist.barrier()
+        self._agree_on_stopping()
+
+    def _agree_on_stopping(self) -> None:
+        """Stop when any process got a signal; all processes then leave the loop at the same step.
+
+        The one collective every step needs anyway (processes wait for the main one's checkpoint and
+        validation), so a signal that reaches one process between two of them stops all together.
+        """
+        asked = self._stop_signal is not None
+        if not self.dist.distributed:
+            self._stopping = asked
+            return
+        flag = torch.tensor([float(asked)], device=self.device)
+        self._stopping = float(self.dist.all_reduce_sum(flag)) > 0
 
     def _save_unless_saved(self, collective: bool = True) -> None:
         if self._saved_at != self.step:

@@ -10,11 +10,14 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from ..data.base import build_dataset
 from ..data.imageio import to_uint8, write_image
 from ..data.imresize import imresize
+from ..data.loader import make_val_loader
 from ..inference.tiling import upscale
 from ..metrics import calculate_psnr_torch, calculate_ssim_torch
 from ..options.schema import Config
+from .degraded_validation import degraded_validation
 from .distributed import DistributedContext
 from .experiment import ExperimentDirs
 from .reporting import Reporter
@@ -94,3 +97,17 @@ class Validator:
             save_weights(self.dirs.models / "best_G.pth", model.state_dict())
             log.info("new best PSNR-Y: saved models/best_G.pth (step %d)", step)
         return scores
+
+
+def make_validator(config: Config, dirs: ExperimentDirs, dist: DistributedContext) -> Validator | None:
+    """The validator of ``datasets.val`` (None without one); with ``degrade``, its LR is made first."""
+    val, data = config.datasets.val, config.datasets.train
+    if val is None:
+        return None
+    if val.degrade:
+        assert data is not None and config.train is not None, "checked when the config loads"
+        seed = config.train.manual_seed
+        val = degraded_validation(val, data, config.scale, seed, dirs.val_lq, dist.device, dist.is_main)
+        dist.barrier()  # the main process has written the LR the others read
+    loader = make_val_loader(build_dataset(val, config.scale), dist.rank, dist.world_size)
+    return Validator(loader, config, dirs, dist)
