@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 
 import torch
+from kornia.filters import filter2d, filter2d_separable
 from torch import Tensor
-from torch.nn import functional as F
 
 from .base import like
 
@@ -72,29 +72,17 @@ def gaussian_1d(size: int, sigma: float) -> Tensor:
     return normalised(torch.exp(-(axis**2) / (2 * sigma**2)))
 
 
-def _pad(image: Tensor, pad_h: int, pad_w: int) -> Tensor:
-    """Reflect padding (replicate where the image is too small to reflect)."""
-    mode = "reflect" if image.shape[-2] > pad_h and image.shape[-1] > pad_w else "replicate"
-    return F.pad(image, (pad_w, pad_w, pad_h, pad_h), mode=mode)
+def _border(image: Tensor, size: int) -> str:
+    """Reflect padding (BasicSR's ``filter2D``); replicate where the image is too small to reflect."""
+    return "reflect" if min(image.shape[-2:]) > size // 2 else "replicate"
 
 
 def filter_separable(image: Tensor, line: Tensor) -> Tensor:
-    """``filter_image`` with the kernel ``outer(line, line)`` as two 1-D passes (odd ``line``)."""
-    size, channels = line.shape[0], image.shape[1]
-    weight = like(line, image)
-    rows = F.conv2d(
-        _pad(image, 0, size // 2), weight.view(1, 1, 1, size).expand(channels, 1, 1, size), groups=channels
-    )
-    return F.conv2d(
-        _pad(rows, size // 2, 0), weight.view(1, 1, size, 1).expand(channels, 1, size, 1), groups=channels
-    )
+    """:func:`filter_image` with the kernel ``outer(line, line)`` as two 1-D passes (odd ``line``)."""
+    weight = like(line, image)[None]
+    return filter2d_separable(image, weight, weight, border_type=_border(image, line.shape[0]))
 
 
 def filter_image(image: Tensor, kernel: Tensor) -> Tensor:
-    """Convolve every channel of ``image`` (``N x C x H x W``) with ``kernel`` (odd ``k x k``), reflect-padded."""
-    size = kernel.shape[-1]
-    pad = size // 2
-    channels = image.shape[1]
-    padded = _pad(image, pad, pad)
-    weight = like(kernel, image).expand(channels, 1, size, size)
-    return F.conv2d(padded, weight, groups=channels)
+    """Correlate every channel of ``image`` (``N x C x H x W``) with ``kernel`` (odd ``k x k``), padded."""
+    return filter2d(image, like(kernel, image)[None], border_type=_border(image, kernel.shape[-1]))
