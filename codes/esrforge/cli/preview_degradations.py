@@ -10,17 +10,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
-from torch.nn import functional as F
 
 from ..data.base import build_dataset
-from ..data.imageio import write_image
+from ..data.imageio import to_uint8, write_image
 from ..data.loader import SampleKey
 from ..degradations.pipeline import Degrader
+from ..inference.compare import column, row
 from ..options.errors import OptionError
 from ..options.loader import load_config
 from .common import add_overrides_argument, exit_with
@@ -44,19 +44,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def grid(pairs: list[tuple[torch.Tensor, torch.Tensor]], columns: int, gap: int = 4) -> torch.Tensor:
-    """HR | LR-enlarged cells, ``columns`` pairs per row, on a white background; ``C x H x W``."""
-    hq, _ = pairs[0]
-    channels, size = hq.shape[0], hq.shape[-1]
-    rows = math.ceil(len(pairs) / columns)
-    cell = 2 * size + gap
-    canvas = torch.ones(channels, rows * (size + gap) - gap, columns * (cell + gap) - gap)
-    for n, (hq, lq) in enumerate(pairs):
-        top, left = (n // columns) * (size + gap), (n % columns) * (cell + gap)
-        enlarged = F.interpolate(lq[None], size=(size, size), mode="nearest")[0]
-        canvas[:, top : top + size, left : left + size] = hq
-        canvas[:, top : top + size, left + size + gap : left + cell] = enlarged
-    return canvas
+def picture(hq: torch.Tensor, lq: torch.Tensor, columns: int) -> np.ndarray:
+    """uint8 RGB: each HR patch beside its LR enlarged (nearest) to the same size, ``columns`` pairs a row."""
+    scale = hq.shape[-1] // lq.shape[-1]
+    pairs = [
+        row(
+            [
+                to_uint8(h.permute(1, 2, 0).numpy()),
+                to_uint8(lo.permute(1, 2, 0).numpy()).repeat(scale, 0).repeat(scale, 1),
+            ]
+        )
+        for h, lo in zip(hq, lq, strict=True)
+    ]
+    return column([row(pairs[i : i + columns]) for i in range(0, len(pairs), columns)])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -77,11 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     batch = degrader(hq, args.step)
     for index, drawn in enumerate(batch.drawn):
         log.info("sample %d: %s", index, "; ".join(f"{name} {values}" for name, values in drawn))
-    picture = grid(list(zip(batch.hq, batch.lq, strict=True)), columns=min(4, args.count))
-    folder = args.output or config.experiment_dir
-    path = folder / "degradations.png"
-    pixels = (picture.permute(1, 2, 0).numpy() * 255.0).round().clip(0, 255).astype("uint8")
-    write_image(path, pixels)
+    path = (args.output or config.experiment_dir) / "degradations.png"
+    write_image(path, picture(batch.hq, batch.lq, columns=min(4, args.count)))
     log.info(
         "wrote %s: %d HR patches (left) beside their LR, enlarged %dx (right)", path, args.count, config.scale
     )

@@ -170,6 +170,14 @@ class HRPatchDataset(Dataset[dict[str, torch.Tensor]]):
         return {"lq": to_tensor(lq), "hq": to_tensor(hq)}
 
 
+def crop_to_scale(hr: np.ndarray, scale: int, path: Path) -> np.ndarray:
+    """The top-left part of ``hr`` whose sides are multiples of ``scale`` (ValueError if none is left)."""
+    height, width = hr.shape[0] - hr.shape[0] % scale, hr.shape[1] - hr.shape[1] % scale
+    if height == 0 or width == 0:
+        raise ValueError(f"{path}: {hr.shape[1]}x{hr.shape[0]} is smaller than the scale {scale}")
+    return hr[:height, :width]
+
+
 class ValSample(TypedDict):
     """One validation image: LR and HR as float32 ``C x H x W`` in [0, 1], and its name."""
 
@@ -205,10 +213,8 @@ class FullImageDataset(Dataset[ValSample]):
         lr = None if item.lr is None else read_rgb(item.lr)
         if lr is not None:
             check_lr_size(hr, lr, scale, item.lr or item.hr)
-        height, width = hr.shape[0] - hr.shape[0] % scale, hr.shape[1] - hr.shape[1] % scale
-        if height == 0 or width == 0:
-            raise ValueError(f"{item.hr}: {hr.shape[1]}x{hr.shape[0]} is smaller than the scale {scale}")
-        hr = hr[:height, :width]
+        hr = crop_to_scale(hr, scale, item.hr)
+        height, width = hr.shape[:2]
         if lr is None:
             to_8bit = 255.0 / np.iinfo(hr.dtype).max
             lr = round_to_dtype(imresize(hr.astype(np.float64) * to_8bit, 1.0 / scale), np.uint8)

@@ -6,6 +6,7 @@ grid are in pixels; the grid is centred on the middle tap of an odd ``size``.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -61,6 +62,7 @@ def sinc(size: int, cutoff: float) -> Tensor:
     return normalised(kernel)
 
 
+@functools.lru_cache(maxsize=8)  # the unsharp mask asks for the same one every step
 def gaussian_1d(size: int, sigma: float) -> Tensor:
     """OpenCV's ``getGaussianKernel`` formula: ``sigma <= 0`` means ``0.3 * ((size - 1) / 2 - 1) + 0.8``.
 

@@ -37,6 +37,14 @@ def row(panels: list[np.ndarray]) -> np.ndarray:
     return np.concatenate([*spaced, panels[-1]], axis=1)
 
 
+def column(rows: list[np.ndarray]) -> np.ndarray:
+    """Rows one under another, :data:`GAP` white pixels apart, narrower ones padded white on the right."""
+    width = max(r.shape[1] for r in rows)
+    padded = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+    spaced = [np.pad(r, ((0, GAP), (0, 0), (0, 0)), constant_values=255) for r in padded[:-1]]
+    return np.concatenate([*spaced, padded[-1]], axis=0)
+
+
 def crop_row(panels: list[np.ndarray], top: int, left: int, size: int, zoom: int = 2) -> np.ndarray:
     """The same ``size`` square of every panel, enlarged ``zoom`` times (nearest) for viewing, in a row."""
     crops = [p[top : top + size, left : left + size] for p in panels]

@@ -14,12 +14,11 @@ import json
 import logging
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ..data.base import TrainDatasetOptions, ValDatasetOptions
-from ..data.datasets import to_tensor
-from ..data.imageio import write_image
+from ..data.datasets import crop_to_scale, to_tensor
+from ..data.imageio import to_uint8, write_image
 from ..data.sources import read_rgb, scan_folder
 from ..degradations.pipeline import Degrader
 from ..fileio import atomic_write_text
@@ -41,13 +40,11 @@ def degraded_validation(
     device: torch.device,
     write: bool = True,
 ) -> ValDatasetOptions:
-    """``val`` reading its LR from ``folder``, which is made first unless it holds these settings' LR.
+    """``val`` (with ``degrade``) reading its LR from ``folder``, made first unless it holds these settings' LR.
 
     Every process degrades the images (an unreadable one then fails on all of them alike, none waits
     for another); only the one with ``write`` saves them.
     """
-    if not val.degrade:
-        return val
     assert train.degradation is not None, "checked when the config loads"
     items = scan_folder(val.dataroot)[: val.max_images]
     record = json.dumps(
@@ -71,15 +68,10 @@ def degraded_validation(
         record_file.unlink()
     degrader = Degrader(train.degradation, scale, train.target_size, seed)
     for index, item in enumerate(items):
-        hr = read_rgb(item.hr)
-        height, width = hr.shape[0] - hr.shape[0] % scale, hr.shape[1] - hr.shape[1] % scale
-        if height == 0 or width == 0:
-            raise ValueError(f"{item.hr}: {hr.shape[1]}x{hr.shape[0]} is smaller than the scale {scale}")
-        image = to_tensor(hr[:height, :width])[None].to(device)
+        image = to_tensor(crop_to_scale(read_rgb(item.hr), scale, item.hr))[None].to(device)
         lq, _ = degrader.degrade(image, (degrader.seed, VAL_TAG, index))
         if write:
-            pixels = (lq[0].permute(1, 2, 0).cpu().numpy() * 255.0).round().clip(0, 255).astype(np.uint8)
-            write_image(folder / f"{item.name}.png", pixels)
+            write_image(folder / f"{item.name}.png", to_uint8(lq[0].permute(1, 2, 0).cpu().numpy()))
     if write:
         atomic_write_text(record_file, record)  # last: a folder without it is incomplete
         log.info("validation LR: %d images degraded at seed %d into %s", len(items), seed, folder)
