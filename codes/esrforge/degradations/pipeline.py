@@ -152,7 +152,7 @@ class Degrader:
         batch_hq = torch.cat([p[0] for p in pairs])
         batch_lq = torch.cat([p[1] for p in pairs])
         if self.pool is not None:
-            shuffle = torch.Generator().manual_seed(hash_key(self.seed, self.rank, step, POOL_TAG))
+            shuffle = torch.Generator().manual_seed(derive_seeds(1, self.seed, self.rank, step, POOL_TAG)[0])
             batch_lq, batch_hq = self.pool.exchange(batch_lq, batch_hq, shuffle)
         return DegradedBatch(batch_lq.contiguous(), batch_hq.contiguous(), drawn)
 
@@ -166,11 +166,6 @@ class Degrader:
         left = int(torch.randint(lq.shape[-1] - lr_size + 1, (), generator=rng.cpu))
         hq = hq[..., top * scale : top * scale + size, left * scale : left * scale + size]
         return hq, lq[..., top : top + lr_size, left : left + lr_size]
-
-
-def hash_key(*parts: int) -> int:
-    """One 63-bit seed from ``parts``."""
-    return derive_seeds(1, *parts)[0]
 
 
 class PairPool:
