@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "codes"))
 from esrforge.inference import DEFAULT_OVERLAP, DEFAULT_PAD, TileOptions, Upscaler
 from esrforge.inference.grid import TileGrid
 from esrforge.inference.seams import psnr, realish_rrdb, seam_errors, smooth_image
-from esrforge.networks import RRDBNet
+from esrforge.networks import RRDBNet, RRDBNetOptions
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -45,7 +45,11 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 def build_model(nb: int, device: torch.device, dtype: torch.dtype, realish: bool = False) -> nn.Module:
     """x4 RRDBNet 64/nb/32, channels_last; ``realish``: the seam test's stand-in for trained weights."""
     torch.manual_seed(0)
-    model = realish_rrdb(64, nb, 32, 4) if realish else RRDBNet(nf=64, nb=nb, gc=32, scale=4).eval()
+    model = (
+        realish_rrdb(64, nb, 32, 4)
+        if realish
+        else RRDBNet(RRDBNetOptions(nf=64, nb=nb, gc=32, scale=4)).eval()
+    )
     return model.to(device=device, dtype=dtype).to(memory_format=torch.channels_last)
 
 

@@ -36,7 +36,7 @@ from esrforge.data.imageio import list_images, read_image, to_float  # noqa: E40
 from esrforge.degradations import kernels  # noqa: E402
 from esrforge.degradations.jpeg import differentiable_jpeg, libjpeg  # noqa: E402
 from esrforge.degradations.pipeline import DegradationSection, Degrader, UsmOptions, unsharp_mask  # noqa: E402
-from esrforge.networks import UNetDiscriminatorSN, load_into  # noqa: E402
+from esrforge.networks import UNetDiscriminatorSN, UNetDiscriminatorSNOptions, load_into  # noqa: E402
 from esrforge.options.loader import load_typed  # noqa: E402
 
 PHOTOS = REPO.parent / "shared" / "datasets" / "photos"
@@ -125,7 +125,7 @@ def feed_data(gt):
 
 from basicsr.archs.discriminator_arch import UNetDiscriminatorSN
 torch.manual_seed(0)
-net_d = UNetDiscriminatorSN(3, 64, skip_connection=True).eval()
+net_d = UNetDiscriminatorSN(UNetDiscriminatorSNOptions(3, 64, skip_connection=True)).eval()
 torch.save({"params": net_d.state_dict()}, args["netd"])
 with torch.no_grad():
     out["netd_logits"] = net_d(image.cpu()).numpy().tolist()
@@ -214,8 +214,9 @@ def compare(peer: dict, image: torch.Tensor, netd: Path) -> dict[str, float]:
     sharpened = unsharp_mask(image, UsmOptions())
     result["usm"] = float(np.abs(np.array(peer["usm"]) - sharpened.cpu().numpy()).max())
     result["usm_pixels_changed"] = float((sharpened != image).float().mean())
-    ours = UNetDiscriminatorSN(3, 64, skip_connection=True).eval()
-    load_into(ours, netd, strict=True)
+    d_options = UNetDiscriminatorSNOptions(num_in_ch=3, num_feat=64, skip_connection=True)
+    ours = UNetDiscriminatorSN(d_options).eval()
+    load_into(ours, d_options, netd, strict=True)
     with torch.no_grad():
         logits = ours(image.cpu()).numpy()
     result["netd_strict_load_logits"] = float(np.abs(np.array(peer["netd_logits"]) - logits).max())

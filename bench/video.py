@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO / "codes"))
 from esrforge.cli.process_video import main as process_video  # noqa: E402
 from esrforge.inference.images import to_tensor  # noqa: E402
 from esrforge.inference.tiling import TileOptions, Upscaler  # noqa: E402
-from esrforge.networks import RRDBNet  # noqa: E402
+from esrforge.networks import RRDBNet, RRDBNetOptions  # noqa: E402
 from esrforge.video.source import VideoSource  # noqa: E402
 
 WIDTH, HEIGHT, FPS = 854, 480, 30
@@ -76,7 +76,7 @@ def main() -> None:
         clip, model = Path(tmp) / "clip.mp4", Path(tmp) / "model.pth"
         synthesise(clip, frames)
         torch.manual_seed(0)
-        network = RRDBNet(nf=nf, nb=nb, gc=gc, scale=4).eval()
+        network = RRDBNet(RRDBNetOptions(nf=nf, nb=nb, gc=gc, scale=4)).eval()
         torch.save(network.state_dict(), model)
 
         started = time.perf_counter()

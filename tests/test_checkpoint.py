@@ -20,12 +20,13 @@ from esrforge.networks import (
     RRDBNetOptions,
     VGGDiscriminatorBN,
     VGGDiscriminatorGN,
+    VGGDiscriminatorGNOptions,
     detect_layout,
-    detect_rrdb,
     load_generator,
     load_into,
     read_state_dict,
 )
+from esrforge.networks.base import NetworkOptions
 
 TINY: dict[str, Any] = {"nf": 8, "nb": 2, "gc": 4}
 
@@ -37,7 +38,23 @@ def conv(module: nn.Module, name: str) -> nn.Conv2d:
 
 
 def tiny(**kwargs: Any) -> RRDBNet:
-    return RRDBNet(**{**TINY, **kwargs}).eval()
+    return RRDBNet(RRDBNetOptions(**{**TINY, **kwargs})).eval()
+
+
+def generator(path: Path, options: NetworkOptions | None = None, **kwargs: Any) -> Any:
+    """The module :func:`load_generator` returns."""
+    return load_generator(path, options, **kwargs).module
+
+
+def into(model: Any, path: Path, **kwargs: Any) -> Any:
+    """:func:`load_into` with the model's own options."""
+    return load_into(model, model.options, path, **kwargs)
+
+
+def detect_rrdb(sd: dict[str, Tensor]) -> tuple[RRDBNetOptions, dict[str, Tensor]]:
+    found = RRDBNetOptions.from_state_dict(sd)
+    assert found is not None
+    return found
 
 
 def same_output(a: RRDBNet, b: RRDBNet) -> None:
@@ -95,8 +112,8 @@ def test_basicsr_wrapper_prefers_params_ema(tmp_path: Path) -> None:
     ema, online = tiny(), tiny()
     path = tmp_path / "net_g.pth"
     torch.save({"params": online.state_dict(), "params_ema": ema.state_dict()}, path)
-    same_output(load_generator(path), ema)
-    same_output(load_generator(path, key="params"), online)
+    same_output(generator(path), ema)
+    same_output(generator(path, key="params"), online)
     assert read_state_dict(path).keys() == ema.state_dict().keys()
 
 
@@ -105,7 +122,7 @@ def test_other_wrappers_and_ddp_prefix(tmp_path: Path, wrapper: str) -> None:
     net = tiny()
     path = tmp_path / "wrapped.pth"
     torch.save({wrapper: {f"module.{k}": v for k, v in net.state_dict().items()}, "iter": 7}, path)
-    same_output(load_into(tiny(), path), net)
+    same_output(into(tiny(), path), net)
 
 
 @pytest.mark.parametrize(("scale", "unshuffle"), [(1, True), (2, True), (4, True), (8, True), (1, False)])
@@ -113,7 +130,7 @@ def test_basicsr_layout_strict_and_detected(tmp_path: Path, scale: int, unshuffl
     net = tiny(scale=scale, pixel_unshuffle=unshuffle, in_nc=1, out_nc=1)
     path = tmp_path / "net.pth"
     torch.save(net.state_dict(), path)
-    loaded = load_generator(path)
+    loaded = generator(path)
     assert loaded.options == net.options
     same_output(loaded, net)
 
@@ -126,7 +143,7 @@ def test_original_esrgan_layout(tmp_path: Path, scale: int) -> None:
     path = tmp_path / "RRDB_ESRGAN.pth"
     torch.save(sd, path)
     assert detect_layout(sd) == "esrgan"
-    same_output(load_generator(path, RRDBNetOptions(type="RRDBNet", scale=scale, **TINY)), net)
+    same_output(generator(path, RRDBNetOptions(type="RRDBNet", scale=scale, **TINY)), net)
 
 
 @pytest.mark.parametrize(("scale", "last"), [(1, 4), (2, 7), (4, 10), (8, 13)])
@@ -140,7 +157,7 @@ def test_old_sequential_layout(tmp_path: Path, scale: int, last: int) -> None:
     options, converted = detect_rrdb(sd)
     assert converted.keys() == net.state_dict().keys()
     assert (options.scale, options.nb, options.nf, options.gc) == (scale, 2, 8, 4)
-    same_output(load_generator(path), net)
+    same_output(generator(path), net)
 
 
 def test_old_layout_with_unexpected_indices_is_refused() -> None:
@@ -154,11 +171,12 @@ def test_safetensors_round_trip(tmp_path: Path) -> None:
     net = tiny(scale=2)
     path = tmp_path / "net_g.safetensors"
     save_file(net.state_dict(), path)
-    same_output(load_generator(path), net)
+    same_output(generator(path), net)
     for cls in (VGGDiscriminatorGN, VGGDiscriminatorBN):
-        d = cls(nf=8, image_size=32)
+        options = VGGDiscriminatorGNOptions(type=cls.__name__, nf=8, image_size=32)
+        d = cls(options)
         save_file(d.state_dict(), tmp_path / "d.safetensors")
-        fresh = load_into(cls(nf=8, image_size=32), tmp_path / "d.safetensors")
+        fresh = into(cls(options), tmp_path / "d.safetensors")
         assert all(torch.equal(v, fresh.state_dict()[k]) for k, v in d.state_dict().items())
 
 
@@ -180,7 +198,7 @@ def test_code_carrying_pickle_is_refused(tmp_path: Path, writer: str) -> None:
     else:
         path.write_bytes(pickle.dumps(payload, protocol=2))
     with pytest.raises(ValueError) as info:
-        load_generator(path)
+        generator(path)
     message = one_line_error(info, str(path), "refused")
     assert not marker.exists()
     if writer == "torch":
@@ -219,11 +237,11 @@ def test_no_state_dict_in_file(tmp_path: Path) -> None:
     with pytest.raises(ValueError) as key:
         read_state_dict(tmp_path / "state.pth", key="params")
     one_line_error(key, "has no 'params' entry")
-    d = VGGDiscriminatorGN(nf=8, image_size=32)
+    d = VGGDiscriminatorGN(VGGDiscriminatorGNOptions(nf=8, image_size=32))
     torch.save(d.state_dict(), tmp_path / "d.pth")
     with pytest.raises(ValueError) as not_rrdb:
-        load_generator(tmp_path / "d.pth")
-    one_line_error(not_rrdb, "d.pth", "not an RRDBNet checkpoint", "found bn0_1.bias")
+        generator(tmp_path / "d.pth")
+    one_line_error(not_rrdb, "d.pth", "not a model esrforge or spandrel recognises", "keys: bn0_1.bias")
 
 
 def test_options_mismatch_names_file_and_fields(tmp_path: Path) -> None:
@@ -231,11 +249,11 @@ def test_options_mismatch_names_file_and_fields(tmp_path: Path) -> None:
     torch.save(tiny().state_dict(), path)
     wanted = RRDBNetOptions(type="RRDBNet", nf=8, nb=23, gc=4)
     with pytest.raises(ValueError) as info:
-        load_generator(path, wanted)
+        generator(path, wanted)
     one_line_error(info, str(path), "nb 23 in config, 2 in checkpoint")
-    with pytest.raises(ValueError) as into:
-        load_into(RRDBNet(nf=8, nb=2, gc=4, scale=2), path)
-    one_line_error(into, "scale 2 in config, 4 in checkpoint")
+    with pytest.raises(ValueError) as into_error:
+        into(RRDBNet(RRDBNetOptions(nf=8, nb=2, gc=4, scale=2)), path)
+    one_line_error(into_error, "scale 2 in config, 4 in checkpoint")
 
 
 def test_ambiguous_channels_resolved_by_options(tmp_path: Path) -> None:
@@ -244,7 +262,7 @@ def test_ambiguous_channels_resolved_by_options(tmp_path: Path) -> None:
     path = tmp_path / "net.pth"
     torch.save(net.state_dict(), path)
     assert detect_rrdb(net.state_dict())[0].scale == 2
-    loaded = load_generator(path, net.options)
+    loaded = generator(path, net.options)
     assert loaded.options == net.options
     same_output(loaded, net)
 
@@ -258,21 +276,21 @@ def test_missing_and_unexpected_keys_listed(tmp_path: Path, caplog: pytest.LogCa
     path = tmp_path / "partial.pth"
     torch.save(sd, path)
     with pytest.raises(ValueError) as info:
-        load_into(tiny(), path)
+        into(tiny(), path)
     reshaped = "conv_body.weight [8, 8, 1, 1] vs [8, 8, 3, 3]"
     one_line_error(info, "1 missing keys (conv_hr.bias)", "1 unexpected keys (extra.weight)", reshaped)
     with caplog.at_level(logging.WARNING):
-        loaded = load_into(tiny(), path, strict=False)
+        loaded = into(tiny(), path, strict=False)
     assert "conv_hr.bias" in caplog.text
     assert torch.equal(loaded.state_dict()["body.1.rdb3.conv5.weight"], sd["body.1.rdb3.conv5.weight"])
 
 
 def test_many_missing_keys_are_counted(tmp_path: Path) -> None:
-    d = VGGDiscriminatorGN(nf=8, image_size=32)
+    d = VGGDiscriminatorGN(VGGDiscriminatorGNOptions(nf=8, image_size=32))
     sd = {k: v for k, v in d.state_dict().items() if not k.startswith("bn")}
     torch.save(sd, tmp_path / "d.pth")
     with pytest.raises(ValueError) as info:
-        load_into(d, tmp_path / "d.pth")
+        into(d, tmp_path / "d.pth")
     one_line_error(info, "VGGDiscriminatorGN", "18 missing keys", "and 14 more")
 
 
@@ -282,8 +300,8 @@ def test_non_strict_transfer_from_x4_to_x2(tmp_path: Path) -> None:
     torch.save(source.state_dict(), path)
     x2 = RRDBNetOptions(type="RRDBNet", scale=2, **TINY)
     with pytest.raises(ValueError, match="scale 2 in config, 4 in checkpoint"):
-        load_generator(path, x2)
-    model = load_generator(path, x2, strict=False)
+        generator(path, x2)
+    model = generator(path, x2, strict=False)
     assert model.options.scale == 2
     assert torch.equal(conv(model, "conv_up2").weight, conv(source, "conv_up2").weight)
     assert model.conv_first.weight.shape == (8, 12, 3, 3)

@@ -24,8 +24,8 @@ from esrforge.degradations import (
 from esrforge.degradations.blur import KERNEL_SIZES, Blur
 from esrforge.degradations.jpeg import differentiable_jpeg, libjpeg
 from esrforge.degradations.pipeline import PairPool, UsmOptions, unsharp_mask
+from esrforge.fields.errors import OptionError
 from esrforge.options.checks import check_config
-from esrforge.options.errors import OptionError
 from esrforge.options.loader import load_config_data, load_typed
 
 CPU = torch.device("cpu")

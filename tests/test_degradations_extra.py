@@ -14,7 +14,7 @@ from esrforge.degradations import DegradationSection, SampleRandom, build_degrad
 from esrforge.degradations.base import Degradation
 from esrforge.degradations.dlas import motion_kernel
 from esrforge.degradations.noise import to_grey
-from esrforge.options.errors import OptionError
+from esrforge.fields.errors import OptionError
 from esrforge.options.loader import load_typed
 
 CPU = torch.device("cpu")

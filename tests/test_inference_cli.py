@@ -18,12 +18,12 @@ from esrforge.cli.common import run_program
 from esrforge.cli.test import main
 from esrforge.data.imageio import read_image, write_image
 from esrforge.data.imresize import imresize
+from esrforge.fields.errors import OptionError
 from esrforge.inference import DEFAULT_OVERLAP
 from esrforge.inference.jobs import plan_jobs
 from esrforge.inference.options import load_test_config
 from esrforge.metrics import calculate_psnr, calculate_ssim
-from esrforge.networks import RRDBNet
-from esrforge.options.errors import OptionError
+from esrforge.networks import RRDBNet, RRDBNetOptions
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,7 +33,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny x4 RRDBNet saved as Real-ESRGAN does: ``{'params_ema': ...}``."""
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("model") / "tiny_x4.pth"
-    torch.save({"params_ema": RRDBNet(nf=8, nb=1, gc=4).state_dict()}, path)
+    torch.save({"params_ema": RRDBNet(RRDBNetOptions(nf=8, nb=1, gc=4)).state_dict()}, path)
     return path
 
 
@@ -116,9 +116,13 @@ def test_config_form_with_set_overrides(tmp_path, checkpoint, images):
 def test_shipped_config_parses(checkpoint, images):
     shipped = REPO / "options" / "test_esrgan_x4.yml"
     with pytest.raises(
-        OptionError, match=r"test_esrgan_x4\.yml: datasets\.test\.dataroot: path does not exist"
+        OptionError, match=r"test_esrgan_x4\.yml: path\.pretrain_model_generator: path does not exist"
     ):
         load_test_config(shipped)
+    with pytest.raises(
+        OptionError, match=r"test_esrgan_x4\.yml: datasets\.test\.dataroot: path does not exist"
+    ):
+        load_test_config(shipped, [f"path.pretrain_model_generator={checkpoint}"])
     config = load_test_config(
         shipped, [f"datasets.test.dataroot={images}", f"path.pretrain_model_generator={checkpoint}"]
     )
@@ -234,7 +238,7 @@ def test_a_training_config_runs_as_dlas_test_py_reads_it(tmp_path, caplog):
     config = tiny_gan_config(tmp_path)
     torch.manual_seed(0)
     model = tmp_path / "G.pth"
-    torch.save(RRDBNet(nf=8, nb=1, gc=4).state_dict(), model)
+    torch.save(RRDBNet(RRDBNetOptions(nf=8, nb=1, gc=4)).state_dict(), model)
     assert run("-opt", config, "--set", f"path.pretrain_model_generator={model}") == 0
     results = tmp_path / "results" / "run"  # results/ beside experiments/
     assert sorted(p.name for p in results.glob("*.png")) == ["img0_x4.png", "img1_x4.png", "img2_x4.png"]

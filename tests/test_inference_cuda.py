@@ -9,7 +9,7 @@ import torch
 
 from esrforge.inference import TileOptions, Upscaler, upscale
 from esrforge.inference.seams import psnr, realish_rrdb, smooth_image
-from esrforge.networks import RRDBNet
+from esrforge.networks import RRDBNet, RRDBNetOptions
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -39,7 +39,7 @@ def test_half_precisions_are_close_to_float32(dtype):
 
 def test_real_out_of_memory_shrinks_the_tile_and_finishes(caplog):
     total = torch.cuda.get_device_properties(0).total_memory
-    model = RRDBNet(nf=64, nb=2, gc=32, scale=4).eval().cuda()
+    model = RRDBNet(RRDBNetOptions(nf=64, nb=2, gc=32, scale=4)).eval().cuda()
     image = torch.rand(3, 768, 768)
     torch.cuda.empty_cache()
     torch.cuda.set_per_process_memory_fraction(3 * 2**30 / total)
@@ -56,7 +56,7 @@ def test_real_out_of_memory_shrinks_the_tile_and_finishes(caplog):
 
 
 def test_auto_tile_measures_the_model_and_fits(caplog):
-    model = RRDBNet(nf=64, nb=2, gc=32, scale=4).eval().cuda()
+    model = RRDBNet(RRDBNetOptions(nf=64, nb=2, gc=32, scale=4)).eval().cuda()
     upscaler = Upscaler(model, TileOptions(tile_size="auto"), dtype=torch.float16)
     with caplog.at_level(logging.INFO):
         out = upscaler(smooth_image(300, 200), torch.uint8)

@@ -7,10 +7,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from esrforge.fields.errors import OptionError
 from esrforge.inference import TileGrid, TileOptions, Upscaler, plan_axis, upscale
 from esrforge.inference.grid import feather, window_weights
-from esrforge.networks import RRDBNet
-from esrforge.options.errors import OptionError
+from esrforge.networks import RRDBNet, RRDBNetOptions
 
 
 class LocalNet(nn.Module):
@@ -85,11 +85,12 @@ def test_output_is_a_view_of_an_hwc_buffer_in_the_requested_dtype():
 @pytest.mark.parametrize("scale", [1, 2])
 def test_pixel_unshuffle_models_get_aligned_crops_and_padded_sizes(scale):
     torch.manual_seed(0)
-    model = RRDBNet(nf=8, nb=1, gc=4, scale=scale).eval()
+    options = RRDBNetOptions(nf=8, nb=1, gc=4, scale=scale)
+    model, description = RRDBNet(options).eval(), options.describe()
     image = torch.rand(3, 37, 50)  # not a multiple of the unshuffle factor
-    whole = upscale(model, image)
+    whole = upscale(model, image, description=description)
     assert whole.shape == (3, 37 * scale, 50 * scale)
-    tiled = upscale(model, image, tile=16, pad=24, overlap=8)
+    tiled = upscale(model, image, tile=16, pad=24, overlap=8, description=description)
     torch.testing.assert_close(tiled, whole, rtol=0, atol=1e-4)
 
 

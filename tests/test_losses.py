@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from esrforge.fields.errors import OptionValueError
 from esrforge.losses import (
     LOSSES,
     DiscriminatorContext,
@@ -24,7 +25,6 @@ from esrforge.losses import (
     discriminator_stats,
     make_discriminate,
 )
-from esrforge.options.errors import OptionValueError
 
 
 def softplus(z: float) -> float:

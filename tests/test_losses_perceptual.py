@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from esrforge.fields.errors import OptionValueError
 from esrforge.losses import (
     VGG19_LAYERS,
     GeneratorContext,
@@ -15,7 +16,6 @@ from esrforge.losses import (
     PerceptualOptions,
     vgg19_layer_names,
 )
-from esrforge.options.errors import OptionValueError
 
 
 def ctx(fake, real) -> GeneratorContext:

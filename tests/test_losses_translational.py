@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from esrforge.fields.errors import OptionValueError
 from esrforge.losses import GeneratorContext, TranslationalLoss, TranslationalOptions
 from esrforge.losses.translational import intersection
-from esrforge.options.errors import OptionValueError
 
 SCALE, TILE, PATCH = 2, 16, 12  # LR tile 8, LR patch 6, corner overlap 2·12 − 16 = 8 HR px
 

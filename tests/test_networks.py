@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from esrforge.fields.errors import OptionValueError
 from esrforge.networks import (
     NETWORKS,
     RRDBNet,
@@ -20,7 +21,6 @@ from esrforge.networks import (
     build_network,
     upsample_plan,
 )
-from esrforge.options.errors import OptionValueError
 
 TINY: dict[str, Any] = {"nf": 8, "nb": 1, "gc": 4}
 
@@ -33,7 +33,7 @@ def conv(module: nn.Module, name: str) -> nn.Conv2d:
 
 def tiny(**kwargs: Any) -> RRDBNet:
     torch.manual_seed(0)
-    return RRDBNet(**{**TINY, **kwargs})
+    return RRDBNet(RRDBNetOptions(**{**TINY, **kwargs}))
 
 
 @pytest.mark.parametrize("scale", [1, 2, 4, 8])
@@ -81,7 +81,7 @@ def test_upsample_plan() -> None:
 
 @pytest.mark.parametrize(("scale", "count"), [(4, 16_697_987), (2, 16_703_171), (1, 16_723_907)])
 def test_rrdb_full_parameter_count(scale: int, count: int) -> None:
-    net = RRDBNet(scale=scale)
+    net = RRDBNet(RRDBNetOptions(scale=scale))
     assert sum(p.numel() for p in net.parameters()) == count
 
 
@@ -96,7 +96,7 @@ def test_rrdb_gradient_reaches_conv_first() -> None:
 def test_rrdb_init_scales_dense_blocks_and_keeps_the_rest_at_pytorch_default(init: str) -> None:
     """basicsr (the default): x0.1 Kaiming in the dense blocks only, as BasicSR; dlas: on every conv."""
     torch.manual_seed(0)
-    net = RRDBNet(nf=64, nb=1, gc=32, init=init)
+    net = RRDBNet(RRDBNetOptions(nf=64, nb=1, gc=32, init=init))
     dense = conv(net, "body.0.rdb1.conv5")
     assert abs(dense.weight.std().item() / (0.1 * (2.0 / dense.weight[0].numel()) ** 0.5) - 1) < 0.05
     assert dense.bias is not None and dense.bias.abs().sum() == 0
@@ -116,7 +116,7 @@ def test_rrdb_default_init_trains_faster_from_scratch_than_dlas() -> None:
     losses = {}
     for init in ("basicsr", "dlas"):
         torch.manual_seed(0)
-        net = RRDBNet(nf=32, nb=2, gc=8, init=init)
+        net = RRDBNet(RRDBNetOptions(nf=32, nb=2, gc=8, init=init))
         optimizer = torch.optim.Adam(net.parameters(), lr=2e-4, betas=(0.9, 0.99))
         for _ in range(160):
             loss = (net(lq) - target).abs().mean()
@@ -161,13 +161,16 @@ def test_registry_builds_networks() -> None:
 @pytest.mark.parametrize("cls", [VGGDiscriminatorGN, VGGDiscriminatorBN])
 @pytest.mark.parametrize("size", [96, 128])
 def test_discriminator_logit_shape(cls: type[VGGDiscriminatorGN | VGGDiscriminatorBN], size: int) -> None:
-    d = cls(nf=8, image_size=size)
+    d = cls(VGGDiscriminatorGNOptions(type=cls.__name__, nf=8, image_size=size))
     assert d(torch.rand(2, 3, size, size)).shape == (2, 1)
     assert d.linear1.in_features == 64 * (size // 32) ** 2
 
 
 def test_discriminator_layers_and_norms() -> None:
-    gn, bn = VGGDiscriminatorGN(nf=8, image_size=32), VGGDiscriminatorBN(nf=8, image_size=32)
+    gn, bn = (
+        VGGDiscriminatorGN(VGGDiscriminatorGNOptions(nf=8, image_size=32)),
+        VGGDiscriminatorBN(VGGDiscriminatorOptions(nf=8, image_size=32)),
+    )
     convs = [f"conv{s}_{i}" for s in range(5) for i in range(2)]
     assert [n for n, m in gn.named_children() if isinstance(m, nn.Conv2d)] == convs
     assert conv(gn, "conv0_0").bias is not None
@@ -181,13 +184,13 @@ def test_discriminator_layers_and_norms() -> None:
 
 
 def test_discriminator_gn_is_per_sample() -> None:
-    d = VGGDiscriminatorGN(nf=8, image_size=32)
+    d = VGGDiscriminatorGN(VGGDiscriminatorGNOptions(nf=8, image_size=32))
     x = torch.rand(3, 3, 32, 32)
     torch.testing.assert_close(d(x)[:1], d(x[:1]))
 
 
 def test_discriminator_wrong_size_is_one_line() -> None:
-    d = VGGDiscriminatorGN(nf=8, image_size=96)
+    d = VGGDiscriminatorGN(VGGDiscriminatorGNOptions(nf=8, image_size=96))
     with pytest.raises(ValueError) as info:
         d(torch.rand(1, 3, 128, 128))
     assert str(info.value) == "discriminator expects 3x96x96 input (image_size: 96), got 3x128x128"
@@ -205,16 +208,18 @@ def test_discriminator_image_size_multiple_of_32(options: type[VGGDiscriminatorO
 
 def test_discriminator_gn_needs_nf_multiple_of_8() -> None:
     with pytest.raises(OptionValueError) as info:
-        VGGDiscriminatorGN(nf=12, image_size=32)
+        VGGDiscriminatorGN(VGGDiscriminatorGNOptions(nf=12, image_size=32))
     assert info.value.key == "nf"
-    assert VGGDiscriminatorBN(nf=12, image_size=32)(torch.rand(2, 3, 32, 32)).shape == (2, 1)
+    assert VGGDiscriminatorBN(VGGDiscriminatorOptions(nf=12, image_size=32))(
+        torch.rand(2, 3, 32, 32)
+    ).shape == (2, 1)
 
 
 def test_bicubic_skip_starts_near_bicubic_and_survives_a_checkpoint(tmp_path):
     from esrforge.networks.checkpoint import load_generator
 
     torch.manual_seed(0)
-    net = RRDBNet(nf=8, nb=1, gc=4, scale=4, bicubic_skip=True).eval()
+    net = RRDBNet(RRDBNetOptions(nf=8, nb=1, gc=4, scale=4, bicubic_skip=True)).eval()
     x = torch.rand(1, 3, 12, 12)
     bicubic = torch.nn.functional.interpolate(x, scale_factor=4, mode="bicubic", align_corners=False)
     with torch.no_grad():
@@ -222,7 +227,7 @@ def test_bicubic_skip_starts_near_bicubic_and_survives_a_checkpoint(tmp_path):
     assert out.shape == bicubic.shape
     assert 0 < float((out - bicubic).abs().mean()) < 0.05  # the residual starts small
     torch.save(net.state_dict(), tmp_path / "skip.pth")
-    loaded = load_generator(tmp_path / "skip.pth").eval()
+    loaded = load_generator(tmp_path / "skip.pth").module.eval()
     assert loaded.options.bicubic_skip
     with torch.no_grad():
         assert torch.equal(loaded(x), out)

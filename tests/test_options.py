@@ -9,8 +9,8 @@ import pytest
 import torch
 import yaml
 
-from esrforge.options.convert import to_data
-from esrforge.options.errors import OptionError
+from esrforge.fields.convert import to_data
+from esrforge.fields.errors import OptionError
 from esrforge.options.loader import load_config, load_config_data
 from esrforge.options.schema import Config
 

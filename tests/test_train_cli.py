@@ -13,7 +13,7 @@ import yaml
 from esrforge.cli.common import run_program
 from esrforge.cli.train import main
 from esrforge.data.imageio import write_image
-from esrforge.options.errors import OptionError
+from esrforge.fields.errors import OptionError
 from esrforge.options.loader import load_config
 from esrforge.training.experiment import prepare_experiment, resume_path
 from esrforge.training.schedule import phases

@@ -16,9 +16,9 @@ from esrforge.cli.common import run_program
 from esrforge.cli.train import main
 from esrforge.data.imageio import read_image
 from esrforge.degradations.pipeline import UsmOptions, unsharp_mask
+from esrforge.fields.errors import OptionError
 from esrforge.losses.gan import GanLoss
 from esrforge.losses.pixel import PixelLoss
-from esrforge.options.errors import OptionError
 from esrforge.options.loader import load_config
 from esrforge.training.degraded_validation import degraded_validation
 

@@ -19,7 +19,7 @@ from esrforge.data.base import build_dataset
 from esrforge.data.datasets import HRPatchDataset
 from esrforge.data.loader import make_val_loader
 from esrforge.losses.pixel import PixelLoss
-from esrforge.networks import RRDBNet
+from esrforge.networks import RRDBNet, RRDBNetOptions
 from esrforge.options.loader import load_config
 from esrforge.training.distributed import DistributedContext
 from esrforge.training.experiment import ExperimentDirs
@@ -166,7 +166,7 @@ def test_two_process_gloo_run_keeps_ranks_identical(tmp_path):
     assert logged is not None, log
     single = load_config(config, ["datasets.val.max_images=3"])
     assert single.datasets.val is not None
-    model = RRDBNet(nf=8, nb=1, gc=4)
+    model = RRDBNet(RRDBNetOptions(nf=8, nb=1, gc=4))
     model.load_state_dict(torch.load(models / "4_G_ema.pth", weights_only=True))
     loader = make_val_loader(build_dataset(single.datasets.val, 4))
     validator = Validator(loader, single, ExperimentDirs(tmp_path / "single"), DistributedContext())

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from esrforge.fields.errors import OptionValueError
 from esrforge.networks import (
     NETWORKS,
     UNetDiscriminatorSN,
@@ -14,9 +15,8 @@ from esrforge.networks import (
     build_network,
     load_into,
 )
-from esrforge.options.errors import OptionValueError
 
-# BasicSR 1.4.2 UNetDiscriminatorSN(num_in_ch=3, num_feat=64, skip_connection=True).state_dict():
+# BasicSR 1.4.2 UNetDiscriminatorSN(UNetDiscriminatorSNOptions(num_in_ch=3, num_feat=64, skip_connection=True)).state_dict():
 # spectral norm keeps weight_orig [out, in, k, k], u [out] and v [in * k * k]; conv0 and conv9 are plain.
 BASICSR_KEYS: list[tuple[str, list[int]]] = [
     ("conv0.weight", [64, 3, 3, 3]),
@@ -51,18 +51,19 @@ BASICSR_KEYS: list[tuple[str, list[int]]] = [
 
 
 def test_state_dict_matches_basicsr() -> None:
-    net = UNetDiscriminatorSN(num_in_ch=3, num_feat=64, skip_connection=True)
+    net = UNetDiscriminatorSN(UNetDiscriminatorSNOptions(num_in_ch=3, num_feat=64, skip_connection=True))
     assert [(k, list(v.shape)) for k, v in net.state_dict().items()] == BASICSR_KEYS
     assert sum(p.numel() for p in net.parameters()) == 4_376_897
 
 
 def test_state_dict_reloads_strictly(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    source = UNetDiscriminatorSN(num_feat=8)
+    source = UNetDiscriminatorSN(UNetDiscriminatorSNOptions(num_feat=8))
     source(torch.rand(1, 3, 16, 16))  # a training-mode forward advances the power iteration (u, v)
     path = tmp_path / "netD.pth"
     torch.save({"params": source.state_dict()}, path)
-    target = load_into(UNetDiscriminatorSN(num_feat=8), path, strict=True)
+    options = UNetDiscriminatorSNOptions(num_feat=8)
+    target = load_into(UNetDiscriminatorSN(options), options, path, strict=True)
     want, got = source.state_dict(), target.state_dict()
     assert list(got) == list(want)
     assert all(torch.equal(got[k], want[k]) for k in want)
@@ -76,7 +77,7 @@ def test_state_dict_reloads_strictly(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("height", "width"), [(64, 64), (96, 64)])
 def test_per_pixel_logits_and_grads(skip_connection: bool, height: int, width: int) -> None:
     torch.manual_seed(0)
-    net = UNetDiscriminatorSN(num_feat=8, skip_connection=skip_connection)
+    net = UNetDiscriminatorSN(UNetDiscriminatorSNOptions(num_feat=8, skip_connection=skip_connection))
     x = torch.rand(2, 3, height, width, requires_grad=True)
     out = net(x)
     assert out.shape == (2, 1, height, width)
@@ -88,7 +89,7 @@ def test_per_pixel_logits_and_grads(skip_connection: bool, height: int, width: i
 @pytest.mark.parametrize(("shape", "got"), [((1, 3, 60, 64), "3x60x64"), ((1, 1, 64, 64), "1x64x64")])
 def test_bad_input_shape_is_one_line(shape: tuple[int, ...], got: str) -> None:
     with pytest.raises(ValueError, match="multiples of 8") as info:
-        UNetDiscriminatorSN(num_feat=8)(torch.rand(*shape))
+        UNetDiscriminatorSN(UNetDiscriminatorSNOptions(num_feat=8))(torch.rand(*shape))
     assert "\n" not in str(info.value) and str(info.value).endswith(f"got {got}")
 
 

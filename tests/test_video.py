@@ -18,7 +18,7 @@ from esrforge.cli.process_video import main
 from esrforge.data.imageio import read_image, write_image
 from esrforge.inference.images import to_tensor
 from esrforge.inference.tiling import TileOptions, Upscaler
-from esrforge.networks import RRDBNet, load_generator
+from esrforge.networks import RRDBNet, RRDBNetOptions, load_generator
 from esrforge.video import pipeline
 
 REPO = Path(__file__).resolve().parents[1]
@@ -111,7 +111,7 @@ def one_thread():
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("model") / "tiny_x2.pth"
-    torch.save(RRDBNet(nf=8, nb=1, gc=4, scale=2).state_dict(), path)
+    torch.save(RRDBNet(RRDBNetOptions(nf=8, nb=1, gc=4, scale=2)).state_dict(), path)
     return path
 
 
@@ -148,7 +148,7 @@ def test_lossless_frames_equal_the_image_upscaler_and_pngs(tmp_path, checkpoint,
     out, pngs = tmp_path / "out.mkv", tmp_path / "frames"
     argv = ["--model", checkpoint, "--input", clip, "--output", out, "--codec", "ffv1", "--pix-fmt", "bgr0"]
     assert run(*argv, "--frames-out", pngs, "--batch", "4") == 0
-    upscaler = Upscaler(load_generator(checkpoint).eval(), TileOptions(tile_size=None))
+    upscaler = Upscaler(load_generator(checkpoint).module.eval(), TileOptions(tile_size=None))
     expected = [upscaler(to_tensor(f), torch.uint8).permute(1, 2, 0).numpy() for f in decoded_frames(clip)]
     result = decoded_frames(out)
     assert len(result) == len(expected) == 12
@@ -180,7 +180,7 @@ def test_16_bit_path_is_exact_too(tmp_path, checkpoint, clip):
         frame = next(source.decode(video=0)).to_ndarray(format="rgb48le")
     with av.open(str(out)) as result:
         got = next(result.decode(video=0)).to_ndarray(format="rgb48le")
-    upscaler = Upscaler(load_generator(checkpoint).eval(), TileOptions(tile_size=None))
+    upscaler = Upscaler(load_generator(checkpoint).module.eval(), TileOptions(tile_size=None))
     np.testing.assert_array_equal(got, upscaler(to_tensor(frame), torch.uint16).permute(1, 2, 0).numpy())
 
 
@@ -189,7 +189,7 @@ def test_tiled_frames_equal_the_tiled_image_upscaler(tmp_path, checkpoint, clip)
     argv = ["--model", checkpoint, "--input", clip, "--output", out, "--codec", "ffv1", "--pix-fmt", "bgr0"]
     assert run(*argv, "--tile", "16", "--tile-pad", "4", "--tile-overlap", "4") == 0
     options = TileOptions(tile_size=16, tile_pad=4, tile_overlap=4)
-    upscaler = Upscaler(load_generator(checkpoint).eval(), options)
+    upscaler = Upscaler(load_generator(checkpoint).module.eval(), options)
     want = upscaler(to_tensor(decoded_frames(clip)[5]), torch.uint8).permute(1, 2, 0).numpy()
     np.testing.assert_array_equal(decoded_frames(out)[5], want)
 
@@ -198,7 +198,7 @@ def test_x264_output_is_close_to_the_upscaler(tmp_path, checkpoint, clip):
     """Default settings (x264 crf 18, yuv420p): within codec tolerance, PSNR above 30 dB per frame."""
     out = tmp_path / "out.mp4"
     assert run("--model", checkpoint, "--input", clip, "--output", out) == 0
-    upscaler = Upscaler(load_generator(checkpoint).eval(), TileOptions(tile_size=None))
+    upscaler = Upscaler(load_generator(checkpoint).module.eval(), TileOptions(tile_size=None))
     for frame, got in zip(decoded_frames(clip), decoded_frames(out), strict=True):
         want = upscaler(to_tensor(frame), torch.uint8).permute(1, 2, 0).numpy()
         mse = np.mean((got.astype(float) - want) ** 2)

@@ -10,7 +10,7 @@ from fractions import Fraction
 import av
 import pytest
 
-from esrforge.options.errors import OptionError
+from esrforge.fields.errors import OptionError
 from esrforge.video.encode import ReorderDepth, even_size, pixel_depth
 from esrforge.video.mux import with_decode_times
 from esrforge.video.options import EncodeOptions, parse_bitrate, video_config_from_data

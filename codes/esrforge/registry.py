@@ -8,14 +8,15 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True)
 class Entry(Generic[T]):
-    """One registered class together with the dataclass that describes its options."""
+    """One registered class (or builder function) together with the dataclass of its options."""
 
     name: str
-    cls: type[T]
+    cls: Callable[..., T]
     options: type[Any]
 
 
@@ -26,10 +27,10 @@ class Registry(Generic[T]):
         self.kind = kind
         self._entries: dict[str, Entry[T]] = {}
 
-    def register(self, options: type[Any], name: str | None = None) -> Callable[[type[T]], type[T]]:
-        """Class decorator: register ``cls`` under ``name`` (default: the class name)."""
+    def register(self, options: type[Any], name: str | None = None) -> Callable[[F], F]:
+        """Decorator of a class or builder taking ``options``: register it under ``name`` (default: its name)."""
 
-        def decorate(cls: type[T]) -> type[T]:
+        def decorate(cls: F) -> F:
             key = name or cls.__name__
             if key in self._entries:
                 raise ValueError(f"{self.kind} type {key!r} is registered twice")

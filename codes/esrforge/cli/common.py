@@ -8,8 +8,8 @@ import os
 import sys
 from collections.abc import Callable
 
+from ..fields.errors import OptionError
 from ..logs import LOGGER_NAME, setup_logging
-from ..options.errors import OptionError
 
 USER_ERRORS: tuple[type[BaseException], ...] = (OptionError, OSError, ValueError)
 """Problems with a user's input: config, files, images, checkpoints."""

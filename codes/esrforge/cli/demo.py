@@ -19,9 +19,9 @@ import numpy as np
 from ..data.chunks import ChunkOptions, run_chunking
 from ..data.imageio import read_image, write_image
 from ..data.imresize import imresize, mod_crop
+from ..fields.errors import OptionError
 from ..inference.compare import comparison
 from ..metrics import calculate_psnr
-from ..options.errors import OptionError
 from ..options.loader import load_config
 from . import test as test_cli
 from .common import add_overrides_argument, exit_with

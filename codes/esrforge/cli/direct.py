@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 
 import torch
 
+from ..fields.errors import OptionError
 from ..inference.tiling import DEFAULT_OVERLAP, DEFAULT_PAD
-from ..options.errors import OptionError
 
 Config = TypeVar("Config")
 

@@ -20,8 +20,8 @@ from ..data.base import build_dataset
 from ..data.imageio import to_uint8, write_image
 from ..data.loader import SampleKey
 from ..degradations.pipeline import Degrader
+from ..fields.errors import OptionError
 from ..inference.compare import column, row
-from ..options.errors import OptionError
 from ..options.loader import load_config
 from .common import add_overrides_argument, exit_with
 

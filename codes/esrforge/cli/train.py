@@ -9,9 +9,9 @@ from typing import cast
 
 from ..data.base import build_dataset
 from ..degradations.pipeline import Degrader
+from ..fields.errors import OptionError
 from ..logs import setup_logging
 from ..losses import build_loss
-from ..options.errors import OptionError
 from ..options.loader import load_config
 from ..options.schema import Config, TrainSection
 from ..training.build import build_discriminator, build_generator, count_parameters

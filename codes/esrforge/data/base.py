@@ -8,7 +8,7 @@ from typing import ClassVar
 from torch.utils.data import Dataset
 
 from ..degradations.pipeline import DegradationSection
-from ..options.fields import InputPath, option, require
+from ..fields import InputPath, option, require
 from ..registry import Registry
 
 DATASETS: Registry[Dataset] = Registry("dataset")
@@ -97,5 +97,5 @@ class ValDatasetOptions(DatasetOptions):
 
 def build_dataset(options: DatasetOptions, scale: int) -> Dataset:
     """Instantiate the registered dataset class for ``options.type``."""
-    dataset: Dataset = DATASETS.get(options.type).cls(options, scale)  # type: ignore[call-arg]
+    dataset: Dataset = DATASETS.get(options.type).cls(options, scale)
     return dataset

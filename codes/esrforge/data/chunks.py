@@ -31,8 +31,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from ..fields import option, require
 from ..fileio import atomic_write_bytes, remove_temporaries
-from ..options.fields import option, require
 from .imageio import list_images, to_uint8, write_image
 from .imresize import imresize
 from .manifest import JOURNAL_NAME, MANIFEST_NAME, Journal, ManifestEntry, read_manifest, write_manifest

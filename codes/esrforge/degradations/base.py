@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 import torch
 from torch import Tensor
 
-from ..options.fields import option, require
+from ..fields import option, require
 from ..randomness import derive_seeds
 from ..registry import Registry
 

@@ -8,7 +8,7 @@ from typing import Literal
 
 from torch import Tensor
 
-from ..options.fields import option, require
+from ..fields import option, require
 from . import kernels
 from .base import DEGRADATIONS, Degradation, DegradationOptions, SampleRandom, require_range, require_weights
 

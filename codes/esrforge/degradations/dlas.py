@@ -33,7 +33,7 @@ from kornia.enhance import (
 )
 from torch import Tensor
 
-from ..options.fields import option, require
+from ..fields import option, require
 from . import kernels
 from .base import DEGRADATIONS, Degradation, DegradationOptions, SampleRandom, require_range, scalar_like
 from .noise import to_grey

@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import Tensor
 
-from ..options.fields import option, require
+from ..fields import option, require
 from .base import (
     DEGRADATIONS,
     Degradation,

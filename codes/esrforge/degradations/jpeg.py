@@ -10,7 +10,7 @@ import torch
 from kornia.enhance import jpeg_codec_differentiable
 from torch import Tensor
 
-from ..options.fields import option
+from ..fields import option
 from .base import DEGRADATIONS, Degradation, DegradationOptions, SampleRandom, require_range, scalar_like
 
 DLAS_PRESETS: dict[str, tuple[float, float]] = {

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..options.fields import option, require
+from ..fields import option, require
 from .base import DEGRADATIONS, Degradation, DegradationOptions, SampleRandom, require_range
 
 LUMA = (0.2989, 0.587, 0.114)

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..options.fields import option, require
+from ..fields import option, require
 from ..randomness import derive_seeds
 from . import kernels
 from .base import DegradationOptions, SampleRandom, build_degradation, like

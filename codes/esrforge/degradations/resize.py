@@ -8,7 +8,7 @@ from typing import Literal
 from torch import Tensor
 from torch.nn import functional as F
 
-from ..options.fields import option, require
+from ..fields import option, require
 from .base import DEGRADATIONS, Degradation, DegradationOptions, SampleRandom, require_range, require_weights
 
 Mode = Literal["area", "bilinear", "bicubic", "nearest"]

@@ -18,7 +18,7 @@ from av.video.codeccontext import VideoCodecContext
 from torch import Tensor
 from torch.nn import functional as F
 
-from ..options.fields import option, require
+from ..fields import option, require
 from .base import DEGRADATIONS, Degradation, DegradationOptions, SampleRandom, require_range
 from .noise import to_grey
 

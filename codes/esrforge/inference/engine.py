@@ -24,12 +24,6 @@ class TileTooLarge(RuntimeError):
     """CUDA ran out of memory on a single tile: the caller should retry with smaller tiles."""
 
 
-def size_multiple(model: nn.Module) -> int:
-    """What input heights and widths must be multiples of (the pixel-unshuffle factor of an RRDBNet)."""
-    factor = getattr(model, "unshuffle", 1)
-    return factor if isinstance(factor, int) and factor > 0 else 1
-
-
 class Engine:
     """Runs ``model`` on float32 batches, returning float32 outputs on its device; the model is not modified.
 
@@ -37,11 +31,15 @@ class Engine:
     asynchronous), cast to its parameters' dtype and given the channels_last memory format (convolutions
     then run channels_last). When ``dtype`` differs from the parameters' dtype the forward runs under
     autocast. A CUDA out-of-memory error halves the batch (for good); with one tile left it raises
-    :class:`TileTooLarge`.
+    :class:`TileTooLarge`. ``multiple``: what input sizes must be multiples of (the network's description).
     """
 
     def __init__(
-        self, model: nn.Module, dtype: torch.dtype | None = None, channels_last: bool = True
+        self,
+        model: nn.Module,
+        dtype: torch.dtype | None = None,
+        channels_last: bool = True,
+        multiple: int = 1,
     ) -> None:
         parameter = next(model.parameters(), None)
         self.model = model
@@ -50,6 +48,7 @@ class Engine:
         self.dtype = dtype or self.weight_dtype
         self.channels_last = channels_last
         self.max_batch: int | None = None
+        self.multiple = multiple
         if self.dtype == torch.float16 and self.device.type == "cpu":
             raise ValueError("fp16 inference needs a CUDA device; use fp32 or bf16 on the CPU")
 
@@ -99,7 +98,7 @@ class Engine:
 
     def measure_bytes_per_pixel(self, channels: int) -> float:
         """CUDA memory per input pixel of a forward pass: the slope between two probe tiles."""
-        small, large = PROBE_SIZE * size_multiple(self.model), 2 * PROBE_SIZE * size_multiple(self.model)
+        small, large = PROBE_SIZE * self.multiple, 2 * PROBE_SIZE * self.multiple
         low, high = self._peak_bytes(channels, small), self._peak_bytes(channels, large)
         slope = (high - low) / (large**2 - small**2)
         return slope if slope > 0 else max(high, 1) / large**2

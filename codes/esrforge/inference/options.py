@@ -1,9 +1,9 @@
 """The schema of a test (inference) config, read with the same machinery as training configs.
 
-Key names follow BasicSR / DLAS test configs: ``name``, ``scale``, ``gpu_ids``, ``datasets.test.dataroot``
-(the input image or folder), ``datasets.test.dataroot_GT``, ``networks.generator`` (optional: the
-checkpoint's tensors tell an RRDBNet's sizes) and ``path.pretrain_model_generator``. Relative paths
-resolve against the config file's folder.
+Key names follow BasicSR / DLAS test configs: ``name``, ``datasets.test.dataroot`` (the input image or
+folder), ``datasets.test.dataroot_GT``, and the model keys every config shares (``scale``, ``gpu_ids``,
+``networks.generator``, optional: the checkpoint's tensors tell what it is, ``path.pretrain_model_generator``:
+see :mod:`esrforge.options.model`). Relative paths resolve against the config file's folder.
 """
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ..networks.base import NetworkOptions
-from ..options.fields import InputPath, option, require, require_folder_name
+from ..fields import InputPath, option, require, require_folder_name
+from ..fields.yaml_io import read_yaml
 from ..options.loader import Moves, load_typed
-from ..options.schema import SCALES
-from ..options.yaml_io import read_yaml
+from ..options.model import ModelConfig, WeightsSection
 from .tiling import TileOptions
 
 log = logging.getLogger(__name__)
@@ -61,29 +60,11 @@ class TestDatasetsSection:
 
 
 @dataclass(frozen=True, kw_only=True)
-class TestNetworksSection:
-    """The network; optional for RRDBNet checkpoints."""
+class TestPathSection(WeightsSection):
+    """Where the weights come from (see WeightsSection; required here) and where the results go."""
 
     __test__ = False
 
-    generator: NetworkOptions | None = option(
-        None, doc="the super-resolution network; null: an RRDBNet sized from the checkpoint"
-    )
-
-
-@dataclass(frozen=True, kw_only=True)
-class TestPathSection:
-    """Where the weights come from and where the results go."""
-
-    __test__ = False
-
-    pretrain_model_generator: InputPath = option(
-        doc="generator weights (ours, BasicSR, Real-ESRGAN params_ema, original ESRGAN, model.N)"
-    )
-    param_key: str | None = option(
-        None, doc="checkpoint entry that holds the weights; null: params_ema, then params, ..."
-    )
-    strict_load: bool = option(True, doc="refuse weights with missing or unexpected keys")
     results_root: Path = option(Path("../results"), doc="folder that holds results/<name>/")
     output: Path | None = option(None, doc="write the images here instead of results_root/<name>")
 
@@ -110,33 +91,20 @@ class InferenceSection(TileOptions):
 
 
 @dataclass(frozen=True, kw_only=True)
-class TestConfig:
-    """A whole test config."""
+class TestConfig(ModelConfig):
+    """A whole test config (the model keys: see ModelConfig)."""
 
     __test__ = False
 
     name: str = option(doc="run name; images go to results_root/<name>/")
-    scale: int | None = option(None, doc="expected upscaling factor; null: the checkpoint's")
-    gpu_ids: list[int] = option(factory=lambda: [0], doc="CUDA device to use (the first); []: the CPU")
-    fp16: bool = option(False, doc="float16 on CUDA (ignored with a warning on the CPU)")
-    bf16: bool = option(False, doc="bfloat16 (CUDA, or CPUs with AVX-512-BF16/AMX; slower on others)")
-    channels_last: bool = option(True, doc="run convolutions in channels_last memory format")
     datasets: TestDatasetsSection = option(doc="the images to upscale")
-    networks: TestNetworksSection = option(factory=TestNetworksSection, doc="the network")
     path: TestPathSection = option(doc="weights and output folder")
     inference: InferenceSection = option(factory=InferenceSection, doc="tiling, output files, metrics")
 
     def __post_init__(self) -> None:
         require_folder_name(self.name)
-        if self.scale is not None:
-            require(self.scale in SCALES, "scale", "one of 1, 2, 4, 8 or null", self.scale)
-        require(all(i >= 0 for i in self.gpu_ids), "gpu_ids", "device indices >= 0", self.gpu_ids)
-        require(not (self.fp16 and self.bf16), "bf16", "fp16 and bf16 not both true", self.bf16)
-        if self.scale is not None:
-            scale = getattr(self.networks.generator, "scale", self.scale)
-            require(
-                scale == self.scale, "networks.generator.scale", f"the top-level scale {self.scale}", scale
-            )
+        super().__post_init__()
+        self.require_weights()
 
     @property
     def output_dir(self) -> Path:

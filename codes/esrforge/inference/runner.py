@@ -16,12 +16,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from torch import nn
 from tqdm import tqdm
 
 from ..data.imageio import to_uint8
 from ..metrics.evaluate import ImageScore, align_to_gt, format_table, score_pair, write_csv
-from ..networks import RRDBNetOptions, build_network, load_generator, load_into
+from ..networks import Description, LoadedNetwork, load_generator
+from ..options.model import ModelConfig
 from ..training.precision import select_device
 from .images import (
     InputImage,
@@ -34,56 +34,54 @@ from .images import (
 )
 from .jobs import Job, plan_jobs
 from .options import TestConfig
-from .tiling import Upscaler
+from .tiling import TileOptions, Upscaler
 
 log = logging.getLogger(__name__)
 IMAGE_ERRORS = (ValueError, OSError, RuntimeError, cv2.error)
 """What fails one image without stopping the run (unreadable file, too large, unwritable, ...)."""
 
 
-def load_model(config: TestConfig) -> nn.Module:
-    """The generator with the config's weights (an RRDBNet sized from the checkpoint unless described)."""
-    options, path = config.networks.generator, config.path
-    strict, key = path.strict_load, path.param_key
-    if options is None or isinstance(options, RRDBNetOptions):
-        model: nn.Module = load_generator(path.pretrain_model_generator, options, strict, key)
-    else:
-        model = load_into(build_network(options), path.pretrain_model_generator, strict, key)
-    return model.eval()
+def load_model(config: ModelConfig) -> LoadedNetwork:
+    """The generator with the config's weights; without ``networks.generator``, the one the tensors hold."""
+    path = config.path
+    assert path.pretrain_model_generator is not None, "checked when the config loads"
+    options = config.networks.generator
+    loaded = load_generator(path.pretrain_model_generator, options, path.strict_load, path.param_key)
+    found = loaded.description.scale
+    if config.scale is not None and found != config.scale:
+        raise ValueError(f"scale: the config says {config.scale}, the checkpoint is a x{found} model")
+    loaded.module.eval()
+    return loaded
 
 
-def model_scale(model: nn.Module, expected: int | None) -> int:
-    """The model's upscaling factor (from its options), checked against the config's ``scale``."""
-    found = getattr(getattr(model, "options", None), "scale", None)
-    if found is None:
-        if expected is None:
-            raise ValueError(f"cannot tell the scale of a {type(model).__name__}; set scale in the config")
-        return expected
-    if expected is not None and found != expected:
-        raise ValueError(f"scale: the config says {expected}, the checkpoint is a x{found} model")
-    return int(found)
-
-
-def compute_dtype(config: TestConfig, device: torch.device) -> torch.dtype:
-    """float16 / bfloat16 / float32 as asked, with fp16 on the CPU falling back to float32."""
+def compute_dtype(config: ModelConfig, device: torch.device, description: Description) -> torch.dtype:
+    """float16 / bfloat16 / float32 as asked, falling back to float32 where the device or network lacks it."""
+    wanted = torch.float16 if config.fp16 else torch.bfloat16 if config.bf16 else torch.float32
     if config.fp16 and device.type == "cpu":
         log.warning("fp16 needs CUDA: running in fp32 on the CPU (bf16 is the CPU's half precision)")
         return torch.float32
+    if not description.supports(wanted):
+        log.warning("%s does not run correctly in %s: running in fp32", description.architecture, wanted)
+        return torch.float32
     if config.bf16 and device.type == "cpu":
         log.info("bf16 on the CPU: only faster than fp32 on CPUs with AVX-512-BF16 or AMX")
-    return torch.float16 if config.fp16 else torch.bfloat16 if config.bf16 else torch.float32
+    return wanted
 
 
-def build_upscaler(config: TestConfig, progress: bool = False) -> tuple[Upscaler, int]:
-    """The :class:`Upscaler` of the config (weights on the device, in the compute dtype) and its scale."""
-    model = load_model(config)
-    scale = model_scale(model, config.scale)
+def build_upscaler(
+    config: ModelConfig, tiling: TileOptions, progress: bool = False
+) -> tuple[Upscaler, Description]:
+    """The :class:`Upscaler` of the config's model (on the device, in the compute dtype) and its description."""
+    loaded = load_model(config)
+    model, description = loaded.module, loaded.description
     device = select_device(config.gpu_ids)
-    model.to(device=device, dtype=compute_dtype(config, device))
+    model.to(device=device, dtype=compute_dtype(config, device, description))
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
-    upscaler = Upscaler(model, config.inference, channels_last=config.channels_last, progress=progress)
-    return upscaler, scale
+    upscaler = Upscaler(
+        model, tiling, description=description, channels_last=config.channels_last, progress=progress
+    )
+    return upscaler, description
 
 
 @dataclass(frozen=True)
@@ -169,7 +167,8 @@ def _report_scores(scores: list[ImageScore], out_dir: Path) -> None:
 def run_test(config: TestConfig, progress: bool = True) -> int:
     """Run a whole test config; returns the exit code (0, or 1 when some images failed)."""
     dataset, options = config.datasets.test, config.inference
-    upscaler, scale = build_upscaler(config, progress)
+    upscaler, description = build_upscaler(config, config.inference, progress)
+    scale = description.scale
     suffix = f"x{scale}" if options.suffix is None else options.suffix
     jobs = plan_jobs(
         dataset.dataroot, config.output_dir, suffix, options.ext, dataset.recursive, dataset.dataroot_GT

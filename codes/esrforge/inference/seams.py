@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ..networks import RRDBNet
+from ..networks import RRDBNet, RRDBNetOptions
 from .grid import TileGrid
 
 
@@ -56,7 +56,7 @@ def smooth_image(height: int, width: int, seed: int = 0) -> Tensor:
 def realish_rrdb(nf: int = 32, nb: int = 23, gc: int = 32, scale: int = 4) -> RRDBNet:
     """An RRDBNet in eval mode with Kaiming x 2 weights and an image-like output (mean 0.5, std 0.2)."""
     torch.manual_seed(0)
-    model = RRDBNet(nf=nf, nb=nb, gc=gc, scale=scale).eval()
+    model = RRDBNet(RRDBNetOptions(nf=nf, nb=nb, gc=gc, scale=scale)).eval()
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, nn.Conv2d):

@@ -1,6 +1,6 @@
 """Upscale whole images with a network, tile by tile: the API for test.py, validation and video.
 
-``Upscaler(model, TileOptions(...))(image)`` takes a ``(C, h, w)`` float image in [0, 1] held in CPU
+``Upscaler(model, TileOptions(...), description=...)(image)`` takes a ``(C, h, w)`` float image in [0, 1] held in CPU
 memory; only tiles (in batches) visit the model's device, and finished rows are written straight into
 the output in the dtype asked for, so beyond the input and the output, memory is bounded by the tile
 size. See :mod:`esrforge.inference.grid` for the geometry and the blending.
@@ -8,6 +8,7 @@ size. See :mod:`esrforge.inference.grid` for the geometry and the blending.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Literal
@@ -18,8 +19,9 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from ..options.fields import option, require
-from .engine import Engine, TileTooLarge, size_multiple
+from ..fields import option, require
+from ..networks.base import Description
+from .engine import Engine, TileTooLarge
 from .grid import TileGrid, blend_tiles
 from .images import DTYPES, to_tensor
 
@@ -57,8 +59,9 @@ class TileOptions:
 class Upscaler:
     """Upscales ``(C, h, w)`` float images with ``model`` (in eval mode, on any device), tile by tile.
 
-    ``dtype`` is the compute precision (default: the model's; others run under autocast); the model is
-    not modified. A CUDA out-of-memory error halves the tile batch, then the tile size, and retries;
+    ``description`` (the network's) gives the size multiple inputs are padded to; a network that tiles
+    internally gets whole images. ``dtype`` is the compute precision (default: the model's; others run
+    under autocast); the model is not modified. A CUDA out-of-memory error halves the tile batch, then the tile size, and retries;
     the smaller sizes are kept for later images.
     """
 
@@ -67,13 +70,21 @@ class Upscaler:
         model: nn.Module,
         options: TileOptions | None = None,
         *,
+        description: Description | None = None,
         dtype: torch.dtype | None = None,
         channels_last: bool = True,
         progress: bool = False,
     ) -> None:
-        self.engine = Engine(model, dtype, channels_last)
+        self.multiple = description.size_multiple if description is not None else 1
+        self.engine = Engine(model, dtype, channels_last, self.multiple)
         self.options = options or TileOptions()
-        self.multiple = size_multiple(model)
+        if (
+            description is not None
+            and description.tiling == "internal"
+            and self.options.tile_size is not None
+        ):
+            log.info("%s tiles internally: running whole images", description.architecture)
+            self.options = dataclasses.replace(self.options, tile_size=None)
         self.progress = progress
         self.tile: int | None = None if self.options.tile_size == "auto" else self.options.tile_size
         self._tile_known = self.options.tile_size != "auto"
@@ -172,16 +183,22 @@ def upscale(
     dtype: torch.dtype | None = None,
     channels_last: bool = True,
     progress: bool = False,
+    description: Description | None = None,
 ) -> Tensor:
     """Upscale ``lr`` ``(1, C, h, w)`` or ``(C, h, w)`` in [0, 1] on any device; float32, same rank and device.
 
     ``tile=None`` runs the whole image at once; otherwise tiles of ``tile`` pixels with ``pad`` context
-    and ``overlap`` feathered pixels (see :class:`TileOptions`). ``model`` must be in eval mode.
+    and ``overlap`` feathered pixels (see :class:`TileOptions`). ``model`` must be in eval mode;
+    ``description`` is the network's (see :class:`Upscaler`).
     """
     if lr.ndim == 4 and lr.shape[0] == 1:
-        return upscale(model, lr[0], tile, pad, overlap, batch_size, dtype, channels_last, progress)[None]
+        return upscale(
+            model, lr[0], tile, pad, overlap, batch_size, dtype, channels_last, progress, description
+        )[None]
     if lr.ndim != 3:
         raise ValueError(f"expected a (1, C, H, W) or (C, H, W) tensor, got shape {tuple(lr.shape)}")
     options = TileOptions(tile_size=tile, tile_pad=pad, tile_overlap=overlap, tile_batch_size=batch_size)
-    upscaler = Upscaler(model, options, dtype=dtype, channels_last=channels_last, progress=progress)
+    upscaler = Upscaler(
+        model, options, description=description, dtype=dtype, channels_last=channels_last, progress=progress
+    )
     return upscaler(lr).to(lr.device)

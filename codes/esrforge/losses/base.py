@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from torch import Tensor, nn
 
-from ..options.fields import option, require
+from ..fields import option, require
 from ..randomness import StepGenerators
 from ..registry import Registry
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..options.fields import option, require
+from ..fields import option, require
 from .base import LOSSES, DiscriminatorContext, GeneratorContext, Loss, LossOptions
 
 

@@ -8,7 +8,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from ..options.fields import option, require
+from ..fields import option, require
 from ..randomness import uniform
 from .base import LOSSES, DiscriminatorContext, Loss, LossOptions
 

@@ -12,7 +12,7 @@ import torchvision
 from torch import Tensor, nn
 from torchvision.models import VGG19_Weights
 
-from ..options.fields import option, require
+from ..fields import option, require
 from .base import LOSSES, GeneratorContext, Loss, LossOptions
 from .criteria import FeatureCriterion, distance
 

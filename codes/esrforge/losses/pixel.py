@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from ..options.fields import option, require
+from ..fields import option, require
 from .base import LOSSES, GeneratorContext, Loss, LossOptions
 from .criteria import DEFAULT_CHARBONNIER_EPS, Criterion, distance
 

@@ -22,7 +22,7 @@ from typing import Literal
 
 from torch import Tensor
 
-from ..options.fields import option, require
+from ..fields import option, require
 from ..randomness import StepGenerators, randint
 from .base import LOSSES, GeneratorContext, Loss, LossOptions
 from .criteria import FeatureCriterion, distance

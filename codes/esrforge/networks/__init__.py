@@ -1,7 +1,8 @@
-"""Networks: the registry, the ESRGAN generator and discriminators, and checkpoint loading."""
+"""Networks: the contract (registry, options, description), generators, discriminators, checkpoint loading."""
 
-from .base import NETWORKS, NetworkOptions, build_network
-from .checkpoint import CONTAINER_KEYS, load_generator, load_into, read_state_dict
+from .base import NETWORKS, Description, LoadedNetwork, NetworkOptions, build_network
+from .checkpoint import CONTAINER_KEYS, load_generator, load_into, read_state_dict, recognise
+from .compact import SRVGGNetCompact, SRVGGNetCompactOptions
 from .discriminator import (
     VGGDiscriminator,
     VGGDiscriminatorBN,
@@ -9,7 +10,8 @@ from .discriminator import (
     VGGDiscriminatorGNOptions,
     VGGDiscriminatorOptions,
 )
-from .layouts import detect_layout, detect_rrdb, rrdb_options, to_basicsr_layout
+from .foreign import SpandrelModel, SpandrelOptions
+from .layouts import detect_layout, rrdb_fields, to_basicsr_layout
 from .rrdb import RRDB, ResidualDenseBlock, RRDBNet, RRDBNetOptions, upsample_plan
 from .unet_discriminator import UNetDiscriminatorSN, UNetDiscriminatorSNOptions
 
@@ -17,10 +19,16 @@ __all__ = [
     "CONTAINER_KEYS",
     "NETWORKS",
     "RRDB",
+    "Description",
+    "LoadedNetwork",
     "NetworkOptions",
     "RRDBNet",
     "RRDBNetOptions",
     "ResidualDenseBlock",
+    "SRVGGNetCompact",
+    "SRVGGNetCompactOptions",
+    "SpandrelModel",
+    "SpandrelOptions",
     "UNetDiscriminatorSN",
     "UNetDiscriminatorSNOptions",
     "VGGDiscriminator",
@@ -30,11 +38,11 @@ __all__ = [
     "VGGDiscriminatorOptions",
     "build_network",
     "detect_layout",
-    "detect_rrdb",
     "load_generator",
     "load_into",
     "read_state_dict",
-    "rrdb_options",
+    "recognise",
+    "rrdb_fields",
     "to_basicsr_layout",
     "upsample_plan",
 ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import pickle
 from pathlib import Path
@@ -13,8 +12,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from .layouts import StateDict, detect_rrdb, preview, to_basicsr_layout
-from .rrdb import RRDBNet, RRDBNetOptions, upsample_plan
+from .base import NETWORKS, LoadedNetwork, NetworkOptions, StateDict, build_network
+from .foreign import SpandrelModel, description_of, detect, spandrel_options
+from .layouts import preview
 
 log = logging.getLogger(__name__)
 Net = TypeVar("Net", bound=nn.Module)
@@ -118,43 +118,6 @@ def read_state_dict(path: str | Path, key: str | None = None) -> StateDict:
     return _unwrap(raw, path, key)
 
 
-def _structure(options: RRDBNetOptions) -> tuple[int, ...]:
-    """What the tensors of an RRDBNet with ``options`` look like (equal structure: same weights fit)."""
-    factor, stages = upsample_plan(options.scale, options.pixel_unshuffle)
-    return (options.nf, options.nb, options.gc, options.in_nc * factor**2, options.out_nc, stages)
-
-
-def _option_mismatch(wanted: RRDBNetOptions, found: RRDBNetOptions) -> str | None:
-    """None when the weights for ``found`` fit ``wanted``, else ``nb 23 in config, 6 in checkpoint; ...``."""
-    if _structure(wanted) == _structure(found):
-        return None
-    fields = [f.name for f in dataclasses.fields(wanted) if f.name != "type"]
-    return "; ".join(
-        f"{name} {getattr(wanted, name)} in config, {getattr(found, name)} in checkpoint"
-        for name in fields
-        if getattr(wanted, name) != getattr(found, name)
-    )
-
-
-def _generator_state(
-    path: Path, state_dict: StateDict, options: RRDBNetOptions | None, strict: bool
-) -> tuple[RRDBNetOptions, StateDict]:
-    """Rename ``state_dict`` to our layout and settle the options to build the generator with."""
-    try:
-        if options is not None and not strict:
-            return options, to_basicsr_layout(state_dict)
-        found, converted = detect_rrdb(state_dict)
-    except ValueError as error:
-        raise ValueError(f"{path}: {error}") from None
-    if options is None:
-        log.info("%s: detected RRDBNet %s", path, found)
-        return found, converted
-    mismatch = _option_mismatch(options, found)
-    if mismatch:
-        raise ValueError(f"{path}: checkpoint does not match the RRDBNet options: {mismatch}")
-    return options, converted
-
-
 def _load_checked(model: nn.Module, state_dict: StateDict, path: Path, strict: bool) -> None:
     """Load ``state_dict`` into ``model``; one-line errors (strict) or warnings listing what did not fit."""
     own = model.state_dict()
@@ -187,30 +150,51 @@ def _load_checked(model: nn.Module, state_dict: StateDict, path: Path, strict: b
     model.load_state_dict(usable, strict=strict)
 
 
-def load_generator(
-    path: str | Path, options: RRDBNetOptions | None = None, strict: bool = True, key: str | None = None
-) -> RRDBNet:
-    """An RRDBNet with the weights of ``path`` (any known layout); its options come from the tensors.
+def recognise(state_dict: StateDict, path: Path) -> LoadedNetwork:
+    """The network whose weights ``state_dict`` holds: ours first (RRDBNet in every layout, SRVGGNetCompact),
+    then any architecture spandrel knows; ValueError naming ``path`` when neither recognises it."""
+    try:
+        for name in NETWORKS.names():
+            found = NETWORKS.get(name).options.from_state_dict(state_dict)
+            if found is not None:
+                options, converted = found
+                module = build_network(options)
+                _load_checked(module, converted, path, strict=True)
+                return LoadedNetwork(module, options, options.describe())
+        descriptor = detect(state_dict)
+    except ValueError as error:
+        raise ValueError(
+            f"{path}: not a model esrforge or spandrel recognises ({error}); keys: {preview(sorted(state_dict))}"
+        ) from None
+    return LoadedNetwork(SpandrelModel(descriptor), spandrel_options(descriptor), description_of(descriptor))
 
-    Given ``options`` must agree with the checkpoint; with ``strict=False`` they win, and tensors that
+
+def load_generator(
+    path: str | Path, options: NetworkOptions | None = None, strict: bool = True, key: str | None = None
+) -> LoadedNetwork:
+    """The network of ``options`` with the weights of ``path``, or without options the one the tensors hold.
+
+    Given options must agree with the checkpoint; with ``strict=False`` they win, and tensors that
     do not fit are skipped with a warning (fine-tuning, e.g. from x4 to x2).
     """
     path = Path(path)
-    options, state_dict = _generator_state(path, read_state_dict(path, key), options, strict)
-    kwargs = {f.name: getattr(options, f.name) for f in dataclasses.fields(options) if f.name != "type"}
-    model = RRDBNet(**kwargs)
-    _load_checked(model, state_dict, path, strict)
-    return model
+    if options is None:
+        loaded = recognise(read_state_dict(path, key), path)
+        log.info("%s: %s", path, loaded.description.line())
+        return loaded
+    module = load_into(build_network(options), options, path, strict, key)
+    return LoadedNetwork(module, options, options.describe())
 
 
-def load_into(model: Net, path: str | Path, strict: bool = True, key: str | None = None) -> Net:
-    """Load the weights of ``path`` into ``model`` (any registered network) and return it.
-
-    For an :class:`RRDBNet` the foreign layouts are converted and checked against its options.
-    """
+def load_into(
+    model: Net, options: NetworkOptions, path: str | Path, strict: bool = True, key: str | None = None
+) -> Net:
+    """Load the weights of ``path`` into ``model``, built from ``options`` (which adapt foreign layouts)."""
     path = Path(path)
-    state_dict = read_state_dict(path, key)
-    if isinstance(model, RRDBNet):
-        state_dict = _generator_state(path, state_dict, model.options, strict)[1]
+    try:
+        state_dict = options.adapt_state_dict(read_state_dict(path, key), strict)
+    except ValueError as error:
+        message = str(error)
+        raise ValueError(message if message.startswith(str(path)) else f"{path}: {message}") from None
     _load_checked(model, state_dict, path, strict)
     return model

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ..options.fields import option, require
-from .base import NETWORKS, NetworkOptions
+from ..fields import option, require
+from .base import NETWORKS, Description, NetworkOptions
 
 GROUPS = 8
 
@@ -17,6 +17,8 @@ GROUPS = 8
 @dataclass(frozen=True, kw_only=True)
 class VGGDiscriminatorOptions(NetworkOptions):
     """Options of the VGG-style discriminators; inputs must be exactly ``image_size`` square."""
+
+    type: str = option("VGGDiscriminatorBN", doc="registered network")
 
     in_nc: int = option(3, doc="channels of the input image")
     nf: int = option(64, doc="channels of the first stage (stages use nf, 2nf, 4nf, 8nf, 8nf)")
@@ -32,10 +34,17 @@ class VGGDiscriminatorOptions(NetworkOptions):
             self.image_size,
         )
 
+    def describe(self) -> Description:
+        """One logit per ``image_size`` square input."""
+        size = self.image_size
+        return Description(self.type, 1, self.in_nc, 1, size_multiple=32, min_size=size, tiling="discouraged")
+
 
 @dataclass(frozen=True, kw_only=True)
 class VGGDiscriminatorGNOptions(VGGDiscriminatorOptions):
     """Options of :class:`VGGDiscriminatorGN`; ``nf`` must split into 8 GroupNorm groups."""
+
+    type: str = option("VGGDiscriminatorGN", doc="registered network")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -93,10 +102,7 @@ class VGGDiscriminator(nn.Module):
 class VGGDiscriminatorGN(VGGDiscriminator):
     """The recipe's discriminator (DLAS ``discriminator_vgg_128_gn``): GroupNorm(8), per-sample."""
 
-    def __init__(self, in_nc: int = 3, nf: int = 64, image_size: int = 128) -> None:
-        options = VGGDiscriminatorGNOptions(
-            type="VGGDiscriminatorGN", in_nc=in_nc, nf=nf, image_size=image_size
-        )
+    def __init__(self, options: VGGDiscriminatorGNOptions) -> None:
         super().__init__(options, lambda width: nn.GroupNorm(GROUPS, width))
 
 
@@ -104,8 +110,5 @@ class VGGDiscriminatorGN(VGGDiscriminator):
 class VGGDiscriminatorBN(VGGDiscriminator):
     """The reference ESRGAN discriminator (``Discriminator_VGG_128``) with BatchNorm2d."""
 
-    def __init__(self, in_nc: int = 3, nf: int = 64, image_size: int = 128) -> None:
-        options = VGGDiscriminatorOptions(
-            type="VGGDiscriminatorBN", in_nc=in_nc, nf=nf, image_size=image_size
-        )
+    def __init__(self, options: VGGDiscriminatorOptions) -> None:
         super().__init__(options, nn.BatchNorm2d)

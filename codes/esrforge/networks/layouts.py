@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
-from torch import Tensor
-
-from .rrdb import RRDBNetOptions
+from .base import StateDict
 
 Layout = Literal["basicsr", "esrgan", "old"]
-StateDict = dict[str, Tensor]
 
 # xinntao/ESRGAN RRDBNet_arch.py names -> BasicSR names.
 _ESRGAN_RENAMES = (
@@ -34,14 +31,26 @@ def preview(keys: list[str], limit: int = 4) -> str:
     return f"{shown} and {len(keys) - limit} more" if len(keys) > limit else shown
 
 
-def detect_layout(state_dict: StateDict) -> Layout:
-    """Which RRDBNet naming ``state_dict`` uses; ValueError when it is none of them."""
+def detect_layout(state_dict: StateDict) -> Layout | None:
+    """Which RRDBNet naming ``state_dict`` uses; None when it is none of them."""
     if "model.0.weight" in state_dict and any(k.startswith("model.1.sub.") for k in state_dict):
         return "old"
     if "trunk_conv.weight" in state_dict or any(k.startswith("RRDB_trunk.") for k in state_dict):
         return "esrgan"
     if "conv_first.weight" in state_dict and any(_BODY.match(k) for k in state_dict):
         return "basicsr"
+    return None
+
+
+def to_basicsr_layout(state_dict: StateDict) -> StateDict:
+    """``state_dict`` renamed to BasicSR keys; keys that fit no rule are kept so a strict load lists them."""
+    layout = detect_layout(state_dict)
+    if layout == "old":
+        return _rename_old(state_dict)
+    if layout == "esrgan":
+        return {_rename_esrgan(k): v for k, v in state_dict.items()}
+    if layout == "basicsr":
+        return dict(state_dict)
     raise ValueError(
         "not an RRDBNet checkpoint: expected BasicSR keys (conv_first, body.N.rdbK.convJ), original "
         f"ESRGAN keys (RRDB_trunk, trunk_conv) or old model.N keys; found {preview(sorted(state_dict))}"
@@ -85,24 +94,14 @@ def _rename_old(state_dict: StateDict) -> StateDict:
     return out
 
 
-def to_basicsr_layout(state_dict: StateDict) -> StateDict:
-    """``state_dict`` renamed to BasicSR keys; keys that fit no rule are kept so a strict load lists them."""
-    layout = detect_layout(state_dict)
-    if layout == "old":
-        return _rename_old(state_dict)
-    if layout == "esrgan":
-        return {_rename_esrgan(k): v for k, v in state_dict.items()}
-    return dict(state_dict)
-
-
 def _shape(state_dict: StateDict, key: str) -> tuple[int, ...]:
     if key not in state_dict:
         raise ValueError(f"RRDBNet checkpoint has no {key!r} (keys: {preview(sorted(state_dict))})")
     return tuple(state_dict[key].shape)
 
 
-def rrdb_options(state_dict: StateDict) -> RRDBNetOptions:
-    """The RRDBNet hyperparameters that a BasicSR-layout ``state_dict`` was trained with."""
+def rrdb_fields(state_dict: StateDict) -> dict[str, Any]:
+    """The RRDBNet options (as keywords) that a BasicSR-layout ``state_dict`` was trained with."""
     nf, first_in = _shape(state_dict, "conv_first.weight")[:2]
     out_nc = _shape(state_dict, "conv_last.weight")[0]
     gc = _shape(state_dict, "body.0.rdb1.conv1.weight")[0]
@@ -116,8 +115,7 @@ def rrdb_options(state_dict: StateDict) -> RRDBNetOptions:
         in_nc, scale = first_in // (factor * factor), 4 // factor
     elif stages < 2:
         unshuffle = False
-    return RRDBNetOptions(
-        type="RRDBNet",
+    return dict(
         in_nc=in_nc,
         out_nc=out_nc,
         nf=nf,
@@ -127,9 +125,3 @@ def rrdb_options(state_dict: StateDict) -> RRDBNetOptions:
         pixel_unshuffle=unshuffle,
         bicubic_skip="bicubic_skip" in state_dict,
     )
-
-
-def detect_rrdb(state_dict: StateDict) -> tuple[RRDBNetOptions, StateDict]:
-    """The hyperparameters of an RRDBNet checkpoint in any known layout and its BasicSR-layout state dict."""
-    converted = to_basicsr_layout(state_dict)
-    return rrdb_options(converted), converted

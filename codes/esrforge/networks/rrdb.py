@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ..options.fields import option, require
-from .base import NETWORKS, NetworkOptions
+from ..fields import option, require
+from .base import NETWORKS, Description, NetworkOptions, StateDict
+from .layouts import detect_layout, rrdb_fields, to_basicsr_layout
 
 SCALES = (1, 2, 4, 8)
 
@@ -18,6 +20,10 @@ SCALES = (1, 2, 4, 8)
 @dataclass(frozen=True, kw_only=True)
 class RRDBNetOptions(NetworkOptions):
     """Options of :class:`RRDBNet`; the defaults are ESRGAN's 64 features, 23 blocks, x4."""
+
+    type: str = option("RRDBNet", doc="registered network")
+
+    scale_key: ClassVar[str | None] = "scale"
 
     in_nc: int = option(3, doc="channels of the input image")
     out_nc: int = option(3, doc="channels of the output image")
@@ -48,6 +54,45 @@ class RRDBNetOptions(NetworkOptions):
         require(self.scale in SCALES, "scale", "one of 1, 2, 4, 8", self.scale)
         if self.bicubic_skip:
             require(self.in_nc == self.out_nc, "bicubic_skip", f"in_nc == out_nc ({self.out_nc})", self.in_nc)
+
+    def describe(self) -> Description:
+        factor = upsample_plan(self.scale, self.pixel_unshuffle)[0]
+        return Description("RRDBNet", self.scale, self.in_nc, self.out_nc, size_multiple=factor)
+
+    @classmethod
+    def from_state_dict(cls, state_dict: StateDict) -> tuple[RRDBNetOptions, StateDict] | None:
+        """Any RRDBNet layout (BasicSR / Real-ESRGAN, original ESRGAN, old ``model.N``) in BasicSR keys."""
+        if detect_layout(state_dict) is None:
+            return None
+        converted = to_basicsr_layout(state_dict)
+        return cls(type="RRDBNet", **rrdb_fields(converted)), converted
+
+    def adapt_state_dict(self, state_dict: StateDict, strict: bool) -> StateDict:
+        """Foreign layouts renamed; with ``strict``, the sizes read from the tensors must be these options'."""
+        converted = to_basicsr_layout(state_dict)
+        if strict:
+            mismatch = _option_mismatch(self, RRDBNetOptions(type="RRDBNet", **rrdb_fields(converted)))
+            if mismatch:
+                raise ValueError(f"checkpoint does not match the RRDBNet options: {mismatch}")
+        return converted
+
+
+def _structure(options: RRDBNetOptions) -> tuple[int, ...]:
+    """What the tensors of an RRDBNet with ``options`` look like (equal structure: same weights fit)."""
+    factor, stages = upsample_plan(options.scale, options.pixel_unshuffle)
+    return (options.nf, options.nb, options.gc, options.in_nc * factor**2, options.out_nc, stages)
+
+
+def _option_mismatch(wanted: RRDBNetOptions, found: RRDBNetOptions) -> str | None:
+    """None when the weights for ``found`` fit ``wanted``, else ``nb 23 in config, 6 in checkpoint; ...``."""
+    if _structure(wanted) == _structure(found):
+        return None
+    fields = [f.name for f in dataclasses.fields(wanted) if f.name != "type"]
+    return "; ".join(
+        f"{name} {getattr(wanted, name)} in config, {getattr(found, name)} in checkpoint"
+        for name in fields
+        if getattr(wanted, name) != getattr(found, name)
+    )
 
 
 def upsample_plan(scale: int, pixel_unshuffle: bool = True) -> tuple[int, int]:
@@ -101,34 +146,13 @@ class RRDB(nn.Module):
 class RRDBNet(nn.Module):
     """The ESRGAN generator; keys and behaviour match BasicSR's ``RRDBNet`` (x1/x2 via pixel-unshuffle)."""
 
-    def __init__(
-        self,
-        in_nc: int = 3,
-        out_nc: int = 3,
-        nf: int = 64,
-        nb: int = 23,
-        gc: int = 32,
-        scale: int = 4,
-        pixel_unshuffle: bool = True,
-        bicubic_skip: bool = False,
-        init: Literal["basicsr", "dlas"] = "basicsr",
-    ) -> None:
+    def __init__(self, options: RRDBNetOptions) -> None:
         super().__init__()
-        self.options = RRDBNetOptions(
-            type="RRDBNet",
-            in_nc=in_nc,
-            out_nc=out_nc,
-            nf=nf,
-            nb=nb,
-            gc=gc,
-            scale=scale,
-            pixel_unshuffle=pixel_unshuffle,
-            bicubic_skip=bicubic_skip,
-            init=init,
-        )
-        if bicubic_skip:  # a marker that lets the checkpoint loader rebuild the same network
+        self.options = options
+        in_nc, out_nc, nf, nb, gc = options.in_nc, options.out_nc, options.nf, options.nb, options.gc
+        if options.bicubic_skip:  # a marker that lets the checkpoint loader rebuild the same network
             self.register_buffer("bicubic_skip", torch.ones(()))
-        self.unshuffle, stages = upsample_plan(scale, pixel_unshuffle)
+        self.unshuffle, stages = upsample_plan(options.scale, options.pixel_unshuffle)
         self.conv_first = _conv3x3(in_nc * self.unshuffle**2, nf)
         self.body = nn.Sequential(*(RRDB(nf, gc) for _ in range(nb)))
         self.conv_body = _conv3x3(nf, nf)

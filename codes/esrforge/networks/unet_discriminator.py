@@ -8,13 +8,15 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.nn.utils import spectral_norm
 
-from ..options.fields import option, require
-from .base import NETWORKS, NetworkOptions
+from ..fields import option, require
+from .base import NETWORKS, Description, NetworkOptions
 
 
 @dataclass(frozen=True, kw_only=True)
 class UNetDiscriminatorSNOptions(NetworkOptions):
     """Options of :class:`UNetDiscriminatorSN`; inputs need a height and width divisible by 8."""
+
+    type: str = option("UNetDiscriminatorSN", doc="registered network")
 
     num_in_ch: int = option(3, doc="channels of the input image")
     num_feat: int = option(64, doc="channels of the first stage (the encoder uses 1x, 2x, 4x, 8x)")
@@ -23,6 +25,10 @@ class UNetDiscriminatorSNOptions(NetworkOptions):
     def __post_init__(self) -> None:
         require(self.num_in_ch >= 1, "num_in_ch", "a positive integer", self.num_in_ch)
         require(self.num_feat >= 1, "num_feat", "a positive integer", self.num_feat)
+
+    def describe(self) -> Description:
+        """One logit per input pixel."""
+        return Description(self.type, 1, self.num_in_ch, 1, size_multiple=8, min_size=8, tiling="discouraged")
 
 
 def _lrelu(x: Tensor) -> Tensor:
@@ -41,16 +47,11 @@ def _sn_conv(in_ch: int, out_ch: int, kernel: int, stride: int) -> nn.Module:
 class UNetDiscriminatorSN(nn.Module):
     """BasicSR's ``UNetDiscriminatorSN`` (same keys, so Real-ESRGAN's netD weights load strictly)."""
 
-    def __init__(self, num_in_ch: int = 3, num_feat: int = 64, skip_connection: bool = True) -> None:
+    def __init__(self, options: UNetDiscriminatorSNOptions) -> None:
         super().__init__()
-        self.options = UNetDiscriminatorSNOptions(
-            type="UNetDiscriminatorSN",
-            num_in_ch=num_in_ch,
-            num_feat=num_feat,
-            skip_connection=skip_connection,
-        )
-        f = num_feat
-        self.conv0 = nn.Conv2d(num_in_ch, f, 3, 1, 1)
+        self.options = options
+        f = options.num_feat
+        self.conv0 = nn.Conv2d(options.num_in_ch, f, 3, 1, 1)
         self.conv1 = _sn_conv(f, 2 * f, 4, 2)
         self.conv2 = _sn_conv(2 * f, 4 * f, 4, 2)
         self.conv3 = _sn_conv(4 * f, 8 * f, 4, 2)

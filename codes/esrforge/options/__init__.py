@@ -1,1 +1,1 @@
-"""Typed, schema-checked options read from YAML config files (see loader.load_config and schema.Config)."""
+"""The schemas of whole config files (train, test, video) and their loading; above every component they name."""

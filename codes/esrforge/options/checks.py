@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .errors import OptionError, OptionValueError
+from ..fields.errors import OptionError, OptionValueError
 
 if TYPE_CHECKING:
     from .schema import Config
@@ -20,12 +20,6 @@ def _losses_of(config: Config, kinds: tuple[str, ...]) -> list[int]:
 
 def check_config(config: Config) -> None:
     """Raise :class:`OptionError` for settings that contradict each other across sections."""
-    generator = config.networks.generator
-    g_scale = getattr(generator, "scale", config.scale)
-    if g_scale != config.scale:
-        raise OptionError(
-            "networks.generator.scale", f"expected the top-level scale {config.scale}, got {g_scale}"
-        )
     train_data = config.datasets.train
     if train_data is not None and train_data.target_size % config.scale:
         raise OptionError(

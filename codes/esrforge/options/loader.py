@@ -7,12 +7,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..fields.convert import Resolver, convert, is_under
+from ..fields.errors import OptionError
+from ..fields.yaml_io import parse_yaml, read_yaml
 from ..networks.base import NETWORKS
 from .checks import check_config
-from .convert import Resolver, convert, is_under
-from .errors import OptionError
 from .schema import Config
-from .yaml_io import parse_yaml, read_yaml
 
 _INDEX = re.compile(r"\[(\d+)\]")
 
@@ -64,18 +64,15 @@ def apply_override(data: dict[str, Any], assignment: str) -> str:
 
 
 def inherit_scale(data: dict[str, Any]) -> None:
-    """``networks.generator.scale`` defaults to the top-level ``scale``."""
+    """The generator's scale field (its options' ``scale_key``) defaults to the top-level ``scale``."""
     networks = data.get("networks")
     generator = networks.get("generator") if isinstance(networks, dict) else None
-    if not isinstance(generator, dict) or "scale" in generator or not isinstance(data.get("scale"), int):
+    if not isinstance(generator, dict) or not isinstance(data.get("scale"), int):
         return
     kind = generator.get("type")
-    if (
-        isinstance(kind, str)
-        and kind in NETWORKS
-        and "scale" in NETWORKS.get(kind).options.__dataclass_fields__
-    ):
-        generator["scale"] = data["scale"]
+    key = NETWORKS.get(kind).options.scale_key if isinstance(kind, str) and kind in NETWORKS else None
+    if key is not None and key not in generator:
+        generator[key] = data["scale"]
 
 
 T = TypeVar("T")

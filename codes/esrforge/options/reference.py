@@ -12,7 +12,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from .convert import describe, polymorphic_registry, to_data
+from ..fields.convert import describe, polymorphic_registry, to_data
 from .schema import Config
 
 HEADER = """# Configuration reference

@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Literal
 
 from ..data.base import TrainDatasetOptions, ValDatasetOptions
+from ..fields import InputPath, option, require, require_folder_name
 from ..losses.base import LossOptions
 from ..networks.base import NetworkOptions
-from .fields import InputPath, option, require, require_folder_name
-
-SCALES = (1, 2, 4, 8)
+from .model import GeneratorSection, ModelConfig, WeightsSection
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -28,25 +27,23 @@ class DatasetsSection:
 
 
 @dataclass(frozen=True, kw_only=True)
-class NetworksSection:
+class NetworksSection(GeneratorSection):
     """The networks, each selected by ``type``."""
 
-    generator: NetworkOptions = option(doc="the super-resolution network, e.g. type: RRDBNet")
+    generator: NetworkOptions = option(
+        doc="the super-resolution network, e.g. type: RRDBNet, SRVGGNetCompact or spandrel"
+    )
     discriminator: NetworkOptions | None = option(
         None, doc="the GAN discriminator, e.g. type: VGGDiscriminatorGN; needed by gan losses"
     )
 
 
 @dataclass(frozen=True, kw_only=True)
-class PathSection:
-    """Where weights come from and where the run writes."""
+class PathSection(WeightsSection):
+    """Where weights come from (the generator's: see WeightsSection) and where the run writes."""
 
     experiments_root: Path = option(Path("../experiments"), doc="folder that holds experiments/<name>/")
-    pretrain_model_generator: InputPath | None = option(
-        None, doc="generator weights to start from (any RRDB layout: ours, BasicSR, ESRGAN, model.N)"
-    )
     pretrain_model_discriminator: InputPath | None = option(None, doc="discriminator weights to start from")
-    strict_load: bool = option(True, doc="refuse pretrained weights with missing or unexpected keys")
     resume_state: Literal["auto"] | InputPath | None = option(
         None, doc="a training_state/<step>.state to resume from; auto: the newest complete one, if any"
     )
@@ -163,26 +160,20 @@ class LoggerSection:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Config:
-    """A whole config file."""
+class Config(ModelConfig):
+    """A whole training config (the model keys: see ModelConfig)."""
 
     name: str = option(doc="experiment name; the run writes to experiments/<name>/")
-    scale: int = option(4, doc="upscaling factor: 1, 2, 4 or 8")
-    gpu_ids: list[int] = option(factory=lambda: [0], doc="CUDA devices to use; []: the CPU")
-    fp16: bool = option(False, doc="CUDA mixed precision with float16 autocast and a gradient scaler")
-    bf16: bool = option(False, doc="CUDA mixed precision with bfloat16 autocast")
-    channels_last: bool = option(True, doc="run convolutions in channels_last memory format")
-    datasets: DatasetsSection = option(factory=DatasetsSection, doc="training and validation data")
+    scale: int = option(4, doc="upscaling factor (the generator's; the data's LR is HR / scale)")
     networks: NetworksSection = option(doc="generator and discriminator")
     path: PathSection = option(factory=PathSection, doc="input weights, resume state and output folder")
+    datasets: DatasetsSection = option(factory=DatasetsSection, doc="training and validation data")
     train: TrainSection | None = option(None, doc="optimisation settings; required by train.py")
     logger: LoggerSection = option(factory=LoggerSection, doc="logging and checkpoint frequency")
 
     def __post_init__(self) -> None:
         require_folder_name(self.name)
-        require(self.scale in SCALES, "scale", "one of 1, 2, 4, 8", self.scale)
-        require(all(i >= 0 for i in self.gpu_ids), "gpu_ids", "device indices >= 0", self.gpu_ids)
-        require(not (self.fp16 and self.bf16), "bf16", "fp16 and bf16 not both true", self.bf16)
+        super().__post_init__()
 
     @property
     def experiment_dir(self) -> Path:

@@ -21,8 +21,8 @@ from ..data.datasets import crop_to_scale, to_tensor
 from ..data.imageio import to_uint8, write_image
 from ..data.sources import read_rgb, scan_folder
 from ..degradations.pipeline import Degrader
+from ..fields.convert import to_data
 from ..fileio import atomic_write_text
-from ..options.convert import to_data
 
 log = logging.getLogger(__name__)
 

@@ -6,11 +6,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..fields.convert import to_data
+from ..fields.errors import OptionError
+from ..fields.yaml_io import dump_yaml
 from ..fileio import remove_temporaries
-from ..options.convert import to_data
-from ..options.errors import OptionError
 from ..options.schema import Config
-from ..options.yaml_io import dump_yaml
 
 STATE_SUFFIX = ".state"
 

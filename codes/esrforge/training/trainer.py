@@ -22,6 +22,7 @@ from ..data.loader import make_train_loader
 from ..degradations.pipeline import Degrader, UsmOptions
 from ..fileio import DiskFullError, free_bytes
 from ..losses.base import build_loss
+from ..networks.base import NetworkOptions
 from ..networks.checkpoint import load_into
 from ..options.schema import Config
 from ..randomness import StepGenerators
@@ -160,20 +161,25 @@ class Trainer:
     def _build_networks(self) -> Networks:
         config, train, paths = self.config, self.train, self.config.path
         assert train is not None
-        generator = self._prepare(build_generator(config), paths.pretrain_model_generator)
+        g_options = config.networks.generator
+        generator = self._prepare(
+            build_generator(config), g_options, paths.pretrain_model_generator, paths.param_key
+        )
         nets = Networks(self._trained_net(generator, train.lr_G, train.betas_G, train.weight_decay_G))
-        discriminator = build_discriminator(config)
-        if discriminator is not None:
-            discriminator = self._prepare(discriminator, paths.pretrain_model_discriminator)
+        discriminator, d_options = build_discriminator(config), config.networks.discriminator
+        if discriminator is not None and d_options is not None:
+            discriminator = self._prepare(discriminator, d_options, paths.pretrain_model_discriminator)
             nets.discriminator = self._trained_net(
                 discriminator, train.lr_D, train.betas_D, train.weight_decay_D
             )
         return nets
 
-    def _prepare(self, net: nn.Module, weights: Path | None) -> nn.Module:
+    def _prepare(
+        self, net: nn.Module, options: NetworkOptions, weights: Path | None, key: str | None = None
+    ) -> nn.Module:
         if weights is not None:
-            load_into(net, weights, strict=self.config.path.strict_load)
-            log.info("loaded %s weights from %s", type(net).__name__, weights)
+            load_into(net, options, weights, strict=self.config.path.strict_load, key=key)
+            log.info("loaded %s weights from %s", options.type, weights)
         net = to_channels_last(net.to(self.device), self.config.channels_last)
         self.dist.broadcast_parameters(net)
         return net

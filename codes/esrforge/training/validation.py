@@ -50,6 +50,7 @@ class Validator:
         self.loader = loader
         self.scale = config.scale
         self.tile = config.datasets.val.tile_size
+        self.description = config.networks.generator.describe()
         self.dirs = dirs
         self.dist = dist
         self.best: dict[str, float] | None = None
@@ -70,7 +71,7 @@ class Validator:
         )
         for i, sample in enumerate(bar):
             lq, hq = sample["lq"].to(device), sample["hq"].to(device)
-            sr = upscale(model, lq, tile=self.tile).clamp(0, 1)
+            sr = upscale(model, lq, tile=self.tile, description=self.description).clamp(0, 1)
             psnr = calculate_psnr_torch(sr, hq, crop_border=self.scale, y_channel=True)
             ssim = calculate_ssim_torch(sr, hq, crop_border=self.scale, y_channel=True)
             sums += torch.stack([psnr.sum(), ssim.sum(), torch.tensor(float(len(psnr)), device=device)])

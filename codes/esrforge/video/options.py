@@ -1,8 +1,8 @@
-"""The schema of a process_video config: the network and tiling as in a test config, plus files and encoding.
+"""The schema of a process_video config: the model keys every config shares, tiling, files and encoding.
 
 Relative paths resolve against the config file's folder. The model keys (``scale``, ``gpu_ids``, ``fp16``,
-``bf16``, ``channels_last``, ``networks``, ``path``) and the tiling keys of ``inference`` mean what they
-mean in a test config (see :mod:`esrforge.inference.options`).
+``bf16``, ``channels_last``, ``networks``, ``path``) are :class:`~esrforge.options.model.ModelConfig`'s, and
+the tiling keys of ``inference`` mean what they mean in a test config.
 """
 
 from __future__ import annotations
@@ -15,19 +15,11 @@ from typing import Any
 
 import av
 
-from ..inference.options import (
-    InferenceSection,
-    TestConfig,
-    TestDatasetOptions,
-    TestDatasetsSection,
-    TestNetworksSection,
-    TestPathSection,
-)
+from ..fields import InputPath, option, require
+from ..fields.yaml_io import read_yaml
 from ..inference.tiling import TileOptions
-from ..options.fields import InputPath, option, require
 from ..options.loader import load_typed
-from ..options.schema import SCALES
-from ..options.yaml_io import read_yaml
+from ..options.model import ModelConfig
 
 BITRATE = re.compile(r"^(\d+(?:\.\d+)?)([kKmMgG]?)$")
 BITRATE_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}
@@ -150,65 +142,16 @@ class VideoInferenceSection(TileOptions):
 
 
 @dataclass(frozen=True, kw_only=True)
-class ModelPathSection:
-    """Where the weights come from."""
+class VideoConfig(ModelConfig):
+    """A whole process_video config (the model keys: see ModelConfig)."""
 
-    pretrain_model_generator: InputPath = option(
-        doc="generator weights (ours, BasicSR, Real-ESRGAN params_ema, original ESRGAN, model.N)"
-    )
-    param_key: str | None = option(None, doc="checkpoint entry that holds the weights; null: params_ema, ...")
-    strict_load: bool = option(True, doc="refuse weights with missing or unexpected keys")
-
-
-@dataclass(frozen=True, kw_only=True)
-class VideoConfig:
-    """A whole process_video config."""
-
-    scale: int | None = option(None, doc="expected upscaling factor; null: the checkpoint's")
-    gpu_ids: list[int] = option(factory=lambda: [0], doc="CUDA device to use (the first); []: the CPU")
-    fp16: bool = option(False, doc="float16 on CUDA (ignored with a warning on the CPU)")
-    bf16: bool = option(False, doc="bfloat16 (CUDA, or CPUs with AVX-512-BF16/AMX; slower on others)")
-    channels_last: bool = option(True, doc="run convolutions in channels_last memory format")
-    networks: TestNetworksSection = option(factory=TestNetworksSection, doc="the network")
-    path: ModelPathSection = option(doc="the generator weights")
     video: VideoFilesSection = option(doc="input, output, PNG frames and segments")
     encode: EncodeOptions = option(factory=EncodeOptions, doc="the video encoder")
     inference: VideoInferenceSection = option(factory=VideoInferenceSection, doc="tiling and frame batches")
 
     def __post_init__(self) -> None:
-        if self.scale is not None:
-            require(self.scale in SCALES, "scale", "one of 1, 2, 4, 8 or null", self.scale)
-            scale = getattr(self.networks.generator, "scale", self.scale)
-            require(
-                scale == self.scale, "networks.generator.scale", f"the top-level scale {self.scale}", scale
-            )
-        require(all(i >= 0 for i in self.gpu_ids), "gpu_ids", "device indices >= 0", self.gpu_ids)
-        require(not (self.fp16 and self.bf16), "bf16", "fp16 and bf16 not both true", self.bf16)
-
-    def model_config(self) -> TestConfig:
-        """The test config of the same network, device and tiling (for :func:`~esrforge.inference.runner.build_upscaler`)."""
-        tiling = self.inference
-        return TestConfig(
-            name="video",
-            scale=self.scale,
-            gpu_ids=self.gpu_ids,
-            fp16=self.fp16,
-            bf16=self.bf16,
-            channels_last=self.channels_last,
-            datasets=TestDatasetsSection(test=TestDatasetOptions(dataroot=self.video.input)),
-            networks=self.networks,
-            path=TestPathSection(
-                pretrain_model_generator=self.path.pretrain_model_generator,
-                param_key=self.path.param_key,
-                strict_load=self.path.strict_load,
-            ),
-            inference=InferenceSection(
-                tile_size=tiling.tile_size,
-                tile_pad=tiling.tile_pad,
-                tile_overlap=tiling.tile_overlap,
-                tile_batch_size=tiling.tile_batch_size,
-            ),
-        )
+        super().__post_init__()
+        self.require_weights()
 
 
 def video_config_from_data(

@@ -19,8 +19,8 @@ import numpy as np
 from tqdm import tqdm
 
 from ..data.imageio import write_image
+from ..fields.convert import to_data
 from ..inference.runner import build_upscaler
-from ..options.convert import to_data
 from .encode import SegmentEncoder, VideoSpec, check_output, even_size, pixel_depth
 from .mux import copied_streams, join_segments
 from .options import EncodeOptions, VideoConfig
@@ -54,10 +54,11 @@ def output_path(config: VideoConfig, scale: int) -> Path:
 
 def fingerprint(config: VideoConfig, scale: int, output: Path) -> dict[str, Any]:
     """What must not change between a run and its resumption (inputs, and settings that change the bytes)."""
-    tiling = config.inference
+    tiling, weights = config.inference, config.path.pretrain_model_generator
+    assert weights is not None, "checked when the config loads"
     return {
         "input": file_identity(config.video.input),
-        "model": file_identity(config.path.pretrain_model_generator),
+        "model": file_identity(weights),
         "output": str(output.resolve()),
         "scale": scale,
         "network": to_data(config.networks.generator),
@@ -174,7 +175,8 @@ def upscale_frames(
 def run_video(config: VideoConfig, show_progress: bool = True) -> int:
     """Run a whole process_video job; returns the exit code (0)."""
     files = config.video
-    upscaler, scale = build_upscaler(config.model_config())
+    upscaler, description = build_upscaler(config, config.inference)
+    scale = description.scale
     upscale = FrameUpscaler(upscaler, config.inference.frame_batch_size)
     output = output_path(config, scale)
     format_name = CONTAINERS[output.suffix.lower()]

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 from ..registry import Registry, unknown_name_message
+from .declare import MustExist
 from .errors import OptionError, OptionValueError
-from .fields import MustExist
 
 
 def is_under(key: str, roots: Iterable[str]) -> bool:
