@@ -11,12 +11,13 @@ import pytest
 import torch
 from torch import nn
 
+from esrforge.devices import select_device
 from esrforge.losses.base import LossOptions
 from esrforge.options.schema import TrainSection
 from esrforge.training.distributed import unwrap_model
 from esrforge.training.ema import ModelEMA
 from esrforge.training.optim import build_optimizer, build_scheduler
-from esrforge.training.precision import Precision, configure_backends, select_device, to_channels_last
+from esrforge.training.precision import Precision, configure_backends, to_channels_last
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 

@@ -47,7 +47,9 @@ def parse_tile(text: str) -> str | int | None:
 def add_model_arguments(group: argparse._ArgumentGroup, unit: str) -> None:
     """The model, tiling and precision flags (:data:`MODEL_FLAGS`); ``unit``: "images" or "frames"."""
     group.add_argument(
-        "--model", type=Path, help="generator checkpoint (.pth or .safetensors, any RRDB layout)"
+        "--model",
+        type=Path,
+        help="generator checkpoint (.pth or .safetensors): any RRDB layout, SRVGGNetCompact, or any model spandrel knows",
     )
     group.add_argument("--scale", type=int, help="expected upscaling factor (checked against the checkpoint)")
     group.add_argument(

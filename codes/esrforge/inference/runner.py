@@ -19,10 +19,10 @@ import torch
 from tqdm import tqdm
 
 from ..data.imageio import to_uint8
+from ..devices import select_device
 from ..metrics.evaluate import ImageScore, align_to_gt, format_table, score_pair, write_csv
 from ..networks import Description, LoadedNetwork, load_generator
 from ..options.model import ModelConfig
-from ..training.precision import select_device
 from .images import (
     InputImage,
     compose,

@@ -7,6 +7,7 @@ no pickle that carries code is run) and hands spandrel the tensors only.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import inspect
@@ -53,12 +54,9 @@ def _type_of(default: Any) -> Any:
     if isinstance(default, YAML_TYPES):
         return type(default)
     if isinstance(default, (list, tuple)) and all(isinstance(v, YAML_TYPES) for v in default):
-        kinds = {
-            float if isinstance(v, (int, float)) and not isinstance(v, bool) else type(v) for v in default
-        }
+        kinds = {type(v) for v in default}
+        kinds = {float} if kinds == {int, float} else kinds
         item = kinds.pop() if len(kinds) == 1 else Any
-        if isinstance(default, tuple) and item is float:  # (0.4488, 0.4371, 0.404)
-            return tuple[float, ...]
         return list[item] if isinstance(default, list) else tuple[item, ...]  # type: ignore[valid-type]
     return None
 
@@ -80,15 +78,22 @@ def params_schema(arch: str) -> type:
         kind = hints.get(name) or (_type_of(default) if default is not inspect.Parameter.empty else Any)
         if default is not inspect.Parameter.empty and _type_of(default) is None:
             continue
-        value = (
-            dataclasses.field() if default is inspect.Parameter.empty else dataclasses.field(default=default)
-        )
+        if default is inspect.Parameter.empty:
+            value = dataclasses.field()
+        elif isinstance(default, (list, dict)):
+            value = dataclasses.field(default_factory=functools.partial(copy.deepcopy, default))
+        else:
+            value = dataclasses.field(default=default)
         fields.append((name, kind, value))
     return dataclasses.make_dataclass(f"{arch}Params", fields, frozen=True, kw_only=True)
 
 
 def _freeze(value: Any) -> Any:
     return tuple(map(_freeze, value)) if isinstance(value, (list, tuple)) else value
+
+
+def _thaw(value: Any) -> Any:
+    return list(map(_thaw, value)) if isinstance(value, tuple) else value
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -144,7 +149,7 @@ def build_spandrel(options: SpandrelOptions) -> nn.Module:
 @functools.cache
 def _describe(arch: str, params: tuple[tuple[str, Any], ...]) -> Description:
     """The description spandrel gives of a freshly built ``arch`` (it reads it from the tensors)."""
-    model = SpandrelOptions(type="spandrel", arch=arch, params=dict(params)).build()
+    model = SpandrelOptions(type="spandrel", arch=arch, params={k: _thaw(v) for k, v in params}).build()
     return description_of(detect(model.state_dict()))
 
 
@@ -197,5 +202,5 @@ def spandrel_options(descriptor: ImageModelDescriptor[Any]) -> SpandrelOptions:
     arch = type(descriptor.model).__name__
     schema = {f.name for f in dataclasses.fields(params_schema(arch))}
     hyper = getattr(descriptor.model, "hyperparameters", {})
-    params = {k: list(v) if isinstance(v, tuple) else v for k, v in hyper.items() if k in schema}
+    params = {k: _thaw(v) for k, v in hyper.items() if k in schema}
     return SpandrelOptions(type="spandrel", arch=arch, params=params)
