@@ -30,6 +30,7 @@ setup(
             "esrforge-test=esrforge.cli.test:run",
             "esrforge-video=esrforge.cli.process_video:run",
             "esrforge-preview-degradations=esrforge.cli.preview_degradations:run",
+            "esrforge-inspect-model=esrforge.cli.inspect_model:run",
         ]
     },
 )

@@ -1,5 +1,8 @@
 """Inference speed and memory of the tiled upscaler with an x4 RRDBNet 64/23/32 (random weights).
 
+Also the compact network against it (``compact`` section): SRVGGNetCompact 64/16 (realesr-animevideov3)
+and 64/32 (realesr-general-x4v3) vs the RRDB, images/s on the same inputs with test.py's CPU tiling.
+
     python bench/infer.py [--quick] [--device cpu|cuda] [--precision fp32|fp16|bf16] [--repeats N]
                           [--realesrgan-path DIR]
 
@@ -37,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "codes"))
 from esrforge.inference import DEFAULT_OVERLAP, DEFAULT_PAD, TileOptions, Upscaler
 from esrforge.inference.grid import TileGrid
 from esrforge.inference.seams import psnr, realish_rrdb, seam_errors, smooth_image
-from esrforge.networks import RRDBNet, RRDBNetOptions
+from esrforge.networks import RRDBNet, RRDBNetOptions, SRVGGNetCompact, SRVGGNetCompactOptions
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -51,6 +54,50 @@ def build_model(nb: int, device: torch.device, dtype: torch.dtype, realish: bool
         else RRDBNet(RRDBNetOptions(nf=64, nb=nb, gc=32, scale=4)).eval()
     )
     return model.to(device=device, dtype=dtype).to(memory_format=torch.channels_last)
+
+
+def flops_per_lr_pixel(model: nn.Module) -> float:
+    """Multiply-adds per LR pixel of a conv net: each conv's weight count times its output pixels per LR pixel."""
+    sizes = {}
+    hooks = [
+        m.register_forward_hook(lambda mod, inp, out: sizes.__setitem__(mod, out.shape[-1] * out.shape[-2]))
+        for m in model.modules()
+        if isinstance(m, nn.Conv2d)
+    ]
+    parameter = next(model.parameters())
+    with torch.no_grad():
+        model(torch.zeros(1, 3, 16, 16, device=parameter.device, dtype=parameter.dtype))
+    for hook in hooks:
+        hook.remove()
+    return sum(m.weight.numel() * pixels / 256 for m, pixels in sizes.items())
+
+
+def compact(args: argparse.Namespace, device: torch.device) -> None:
+    """images/s of SRVGGNetCompact beside the RRDB on the same inputs and tiling."""
+    dtype = DTYPES[args.precision]
+    torch.manual_seed(0)
+    models = {f"RRDBNet 64/{args.nb}/32": build_model(args.nb, device, dtype)}
+    for convs in (16, 32):
+        net = SRVGGNetCompact(SRVGGNetCompactOptions(num_feat=64, num_conv=convs, upscale=4)).eval()
+        models[f"SRVGGNetCompact 64/{convs}"] = net.to(device=device, dtype=dtype).to(
+            memory_format=torch.channels_last
+        )
+    tile = None if device.type == "cuda" else 256  # what test.py's tile_size auto runs on the CPU
+    print(f"\n== compact vs RRDB, x4, {args.precision}, {device}, tile {tile or 'none'}")
+    print(f"{'network':>24} {'GMAC/LR Mpx':>12} {'input':>10} {'s/image':>9} {'images/s':>9} {'x RRDB':>7}")
+    for height, width in args.sizes:
+        image = smooth_image(height, width)
+        reference = None
+        for name, model in models.items():
+            upscaler = Upscaler(model, TileOptions(tile_size=tile))
+            upscaler(smooth_image(16, 16))  # first-call set-up
+            seconds = best_time(partial(upscaler, image, torch.uint8), args.repeats)
+            reference = reference or seconds
+            macs = flops_per_lr_pixel(model) * 1e6 / 1e9
+            print(
+                f"{name:>24} {macs:12.1f} {width}x{height:<5} {seconds:9.3f} {1 / seconds:9.3f} "
+                f"{reference / seconds:7.1f}"
+            )
 
 
 def best_time(run: Callable[[], object], repeats: int) -> float:
@@ -288,7 +335,10 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--modes", nargs="+", choices=("untiled", "tiled"), default=["untiled", "tiled"])
     parser.add_argument(
-        "--skip", nargs="*", default=[], choices=("speed", "precision", "memory", "seams", "realesrgan")
+        "--skip",
+        nargs="*",
+        default=[],
+        choices=("speed", "precision", "memory", "compact", "seams", "realesrgan"),
     )
     parser.add_argument(
         "--realesrgan-path", help="folder holding realesrgan 0.3.0 and basicsr (pip --target)"
@@ -320,6 +370,8 @@ def main() -> None:
         precisions(args)
     if "memory" not in args.skip:
         memory(args)
+    if "compact" not in args.skip:
+        compact(args, device)
     if "seams" not in args.skip:
         seams(args, device)
     if "realesrgan" not in args.skip:

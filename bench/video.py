@@ -1,6 +1,7 @@
 """Frames/s of process_video on a synthesised 480p clip (854x480, 30 fps, with an AAC track), x4 RRDB.
 
-Run from the repository root: ``python bench/video.py [--quick] [--frames N] [--nf 64 --nb 23]``.
+Run from the repository root: ``python bench/video.py [--quick] [--frames N] [--nf 64 --nb 23]``;
+``--arch compact`` runs SRVGGNetCompact 64/16 (realesr-animevideov3's size) instead.
 A 64/23/32 RRDB takes about a minute per 480p frame on a 2-core CPU: ``--quick`` uses a 16/2/16
 network and 6 frames. Besides the whole job it times the network alone on one frame and the decoding
 alone, so the cost of decoding, encoding, segments and the final remux shows as the difference.
@@ -26,7 +27,7 @@ sys.path.insert(0, str(REPO / "codes"))
 from esrforge.cli.process_video import main as process_video  # noqa: E402
 from esrforge.inference.images import to_tensor  # noqa: E402
 from esrforge.inference.tiling import TileOptions, Upscaler  # noqa: E402
-from esrforge.networks import RRDBNet, RRDBNetOptions  # noqa: E402
+from esrforge.networks import RRDBNet, RRDBNetOptions, SRVGGNetCompact, SRVGGNetCompactOptions  # noqa: E402
 from esrforge.video.source import VideoSource  # noqa: E402
 
 WIDTH, HEIGHT, FPS = 854, 480, 30
@@ -63,20 +64,26 @@ def main() -> None:
     parser.add_argument("--tile", default="auto", help="--tile of process_video (auto: 256 on the CPU)")
     parser.add_argument("--codec", default="libx264", help="--codec of process_video")
     parser.add_argument("--half", action="store_true", help="float16 on CUDA (--half of process_video)")
+    parser.add_argument(
+        "--arch", choices=("rrdb", "compact"), default="rrdb", help="compact: SRVGGNetCompact 64/16"
+    )
     args = parser.parse_args()
     frames = args.frames or (6 if args.quick else 3)
     nf, nb = args.nf or (16 if args.quick else 64), args.nb or (2 if args.quick else 23)
     gc = 16 if args.quick else 32
     logging.basicConfig(level=logging.WARNING)
     device = "cuda" if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
-    print(
-        f"{frames} frames {WIDTH}x{HEIGHT} -> {WIDTH * 4}x{HEIGHT * 4}, RRDB x4 nf {nf} nb {nb} gc {gc}, {device}"
-    )
+    described = f"RRDB x4 nf {nf} nb {nb} gc {gc}" if args.arch == "rrdb" else "SRVGGNetCompact x4 64/16"
+    print(f"{frames} frames {WIDTH}x{HEIGHT} -> {WIDTH * 4}x{HEIGHT * 4}, {described}, {device}")
     with tempfile.TemporaryDirectory() as tmp:
         clip, model = Path(tmp) / "clip.mp4", Path(tmp) / "model.pth"
         synthesise(clip, frames)
         torch.manual_seed(0)
-        network = RRDBNet(RRDBNetOptions(nf=nf, nb=nb, gc=gc, scale=4)).eval()
+        network = (
+            RRDBNet(RRDBNetOptions(nf=nf, nb=nb, gc=gc, scale=4))
+            if args.arch == "rrdb"
+            else SRVGGNetCompact(SRVGGNetCompactOptions(num_feat=64, num_conv=16, upscale=4))
+        ).eval()
         torch.save(network.state_dict(), model)
 
         started = time.perf_counter()

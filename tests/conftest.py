@@ -66,19 +66,27 @@ def tiny_gan_config(root: Path, niter: int = 6) -> Path:
     return path
 
 
-def tiny_realesrgan_config(root: Path, niter: int = 6) -> Path:
-    """options/train_realesrgan_x4.yml scaled down: every degradation op, the pool, USM targets, U-Net D.
+SMALL_GENERATORS = {
+    "RRDBNet": {"nf": 8, "nb": 1, "gc": 4},
+    "SRVGGNetCompact": {"num_feat": 8, "num_conv": 2},
+}
+"""Sizes that make a shipped config's generator tiny, by type."""
+
+
+def tiny_realesrgan_config(root: Path, niter: int = 6, name: str = "train_realesrgan_x4") -> Path:
+    """options/<name>.yml scaled down: every degradation op, the pool, USM targets, U-Net D.
 
     HR patches of 48 px are degraded and cut to 32 / 8 px pairs; the validation LR is degraded too.
     """
     write_blocky_images(root / "data", size=64)
-    raw = yaml.safe_load((REPO / "options" / "train_realesrgan_x4.yml").read_text())
+    raw = yaml.safe_load((REPO / "options" / f"{name}.yml").read_text())
     raw.update(name="run", gpu_ids=[])
     train_data = raw["datasets"]["train"]
     train_data.update(dataroot="data", target_size=32, batch_size=2, n_workers=1)
     train_data["degradation"].update(patch_size=48, queue_size=4)
     raw["datasets"]["val"].update(dataroot="data", max_images=2)
-    raw["networks"]["generator"].update(nf=8, nb=1, gc=4)
+    generator = raw["networks"]["generator"]
+    generator.update(SMALL_GENERATORS[generator["type"]])
     raw["networks"]["discriminator"].update(num_feat=8)
     raw["path"] = {"experiments_root": "experiments"}
     raw["train"].update(niter=niter, val_freq=3, lr_steps=[niter])

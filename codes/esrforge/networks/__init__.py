@@ -1,4 +1,10 @@
-"""Networks: the contract (registry, options, description), generators, discriminators, checkpoint loading."""
+"""Networks: the contract (registry, options, description), generators, discriminators, checkpoint loading.
+
+Every module of this folder is imported here, so a network registers itself by being a file in it.
+"""
+
+import importlib
+import pkgutil
 
 from .base import NETWORKS, Description, LoadedNetwork, NetworkOptions, build_network
 from .checkpoint import CONTAINER_KEYS, load_generator, load_into, read_state_dict, recognise
@@ -46,3 +52,6 @@ __all__ = [
     "to_basicsr_layout",
     "upsample_plan",
 ]
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
