@@ -58,7 +58,7 @@ def build_model(nb: int, device: torch.device, dtype: torch.dtype, realish: bool
 
 def flops_per_lr_pixel(model: nn.Module) -> float:
     """Multiply-adds per LR pixel of a conv net: each conv's weight count times its output pixels per LR pixel."""
-    sizes = {}
+    sizes: dict[nn.Module, int] = {}
     hooks = [
         m.register_forward_hook(lambda mod, inp, out: sizes.__setitem__(mod, out.shape[-1] * out.shape[-2]))
         for m in model.modules()
