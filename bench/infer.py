@@ -58,18 +58,18 @@ def build_model(nb: int, device: torch.device, dtype: torch.dtype, realish: bool
 
 def flops_per_lr_pixel(model: nn.Module) -> float:
     """Multiply-adds per LR pixel of a conv net: each conv's weight count times its output pixels per LR pixel."""
-    sizes: dict[nn.Module, int] = {}
+    sizes: dict[nn.Conv2d, int] = {}
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     hooks = [
         m.register_forward_hook(lambda mod, inp, out: sizes.__setitem__(mod, out.shape[-1] * out.shape[-2]))
-        for m in model.modules()
-        if isinstance(m, nn.Conv2d)
+        for m in convs
     ]
     parameter = next(model.parameters())
     with torch.no_grad():
         model(torch.zeros(1, 3, 16, 16, device=parameter.device, dtype=parameter.dtype))
     for hook in hooks:
         hook.remove()
-    return sum(m.weight.numel() * pixels / 256 for m, pixels in sizes.items())
+    return float(sum(conv.weight.numel() * pixels for conv, pixels in sizes.items())) / 256
 
 
 def compact(args: argparse.Namespace, device: torch.device) -> None:
