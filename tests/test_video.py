@@ -160,6 +160,26 @@ def test_lossless_frames_equal_the_image_upscaler_and_pngs(tmp_path, checkpoint,
         np.testing.assert_array_equal(read_image(pngs / f"{index:08d}.png"), want)
 
 
+def test_a_spandrel_x3_model_runs_through_the_whole_pipeline(tmp_path, clip):
+    """A community architecture (spandrel's SPAN, x3) from its own key names: the frames are what the
+    image upscaler makes with the same model."""
+    from spandrel.architectures.SPAN import SPAN
+
+    torch.manual_seed(0)
+    model = tmp_path / "4x-span.pth"
+    torch.save(SPAN(num_in_ch=3, num_out_ch=3, feature_channels=8, upscale=3).state_dict(), model)
+    out = tmp_path / "out.mkv"
+    assert (
+        run("--model", model, "--input", clip, "--output", out, "--codec", "ffv1", "--pix-fmt", "bgr0") == 0
+    )
+    loaded = load_generator(model)
+    upscaler = Upscaler(loaded.module.eval(), TileOptions(tile_size=None), description=loaded.description)
+    result = decoded_frames(out)
+    assert len(result) == 12 and result[0].shape == (72, 96, 3)
+    for got, frame in zip(result, decoded_frames(clip), strict=True):
+        np.testing.assert_array_equal(got, upscaler(to_tensor(frame), torch.uint8).permute(1, 2, 0).numpy())
+
+
 def test_16_bit_path_is_exact_too(tmp_path, checkpoint, clip):
     """A pixel format of more than 8 bits runs the network on 16-bit frames (rgb48le is lossless in ffv1)."""
     out = tmp_path / "out.mkv"

@@ -152,19 +152,29 @@ def _load_checked(model: nn.Module, state_dict: StateDict, path: Path, strict: b
 
 def recognise(state_dict: StateDict, path: Path) -> LoadedNetwork:
     """The network whose weights ``state_dict`` holds: ours first (RRDBNet in every layout, SRVGGNetCompact),
-    then any architecture spandrel knows; ValueError naming ``path`` when neither recognises it."""
-    try:
-        for name in NETWORKS.names():
+    then any architecture spandrel knows; ValueError naming ``path`` when neither recognises it.
+
+    A checkpoint ours recognise but cannot load strictly (a variant with extra layers) goes on to spandrel.
+    """
+    problems: list[str] = []
+    for name in NETWORKS.names():
+        try:
             found = NETWORKS.get(name).options.from_state_dict(state_dict)
-            if found is not None:
-                options, converted = found
-                module = build_network(options)
-                _load_checked(module, converted, path, strict=True)
-                return LoadedNetwork(module, options, options.describe())
+            if found is None:
+                continue
+            options, converted = found
+            module = build_network(options)
+            _load_checked(module, converted, path, strict=True)
+            return LoadedNetwork(module, options, options.describe())
+        except ValueError as error:
+            problems.append(f"{name}: {str(error).removeprefix(f'{path}: ')}")
+    try:
         descriptor = detect(state_dict)
     except ValueError as error:
+        problems.append(str(error))
         raise ValueError(
-            f"{path}: not a model esrforge or spandrel recognises ({error}); keys: {preview(sorted(state_dict))}"
+            f"{path}: not a model esrforge or spandrel recognises ({'; '.join(problems)}); "
+            f"keys: {preview(sorted(state_dict))}"
         ) from None
     return LoadedNetwork(SpandrelModel(descriptor), spandrel_options(descriptor), description_of(descriptor))
 
