@@ -173,7 +173,8 @@ def test_a_spandrel_x3_model_runs_through_the_whole_pipeline(tmp_path, clip):
         run("--model", model, "--input", clip, "--output", out, "--codec", "ffv1", "--pix-fmt", "bgr0") == 0
     )
     loaded = load_generator(model)
-    upscaler = Upscaler(loaded.module.eval(), TileOptions(tile_size=None), description=loaded.description)
+    network = loaded.module.eval().to(memory_format=torch.channels_last)  # as process_video runs it
+    upscaler = Upscaler(network, TileOptions(tile_size=None), description=loaded.description)
     result = decoded_frames(out)
     assert len(result) == 12 and result[0].shape == (72, 96, 3)
     for got, frame in zip(result, decoded_frames(clip), strict=True):
