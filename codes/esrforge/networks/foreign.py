@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import importlib
 import inspect
 import typing
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ def architectures() -> dict[str, type[nn.Module]]:
     """spandrel's network classes by name (SPAN, SwinIR, RealPLKSR, ...)."""
     classes: dict[str, type[nn.Module]] = {}
     for support in spandrel.MAIN_REGISTRY:
-        module = __import__(f"spandrel.architectures.{support.architecture.id}", fromlist=["__all__"])
+        module = importlib.import_module(f"spandrel.architectures.{support.architecture.id}")
         for name in module.__all__:
             value = getattr(module, name)
             if isinstance(value, type) and issubclass(value, nn.Module):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..fields import InputPath, option, require
+from ..fields import InputPath, OptionValueError, option, require
 from ..networks.base import NetworkOptions
 
 
@@ -60,7 +60,10 @@ class ModelConfig:
         require(not (self.fp16 and self.bf16), "bf16", "fp16 and bf16 not both true", self.bf16)
         generator = self.networks.generator
         if generator is not None and self.scale is not None:
-            found = generator.describe().scale
+            try:
+                found = generator.describe().scale
+            except OptionValueError as err:  # raised while building the network to describe it
+                raise err.at("networks.generator") from None
             key = f"networks.generator.{generator.scale_key}" if generator.scale_key else "networks.generator"
             require(found == self.scale, key, f"a x{self.scale} network (the top-level scale)", f"x{found}")
 
