@@ -205,3 +205,18 @@ def test_inspect_model_says_what_a_checkpoint_is_and_prints_the_section_that_reb
         NetworkOptions, section["networks"]["generator"], "networks.generator", Resolver(tmp_path)
     )
     assert options == load_generator(tmp_path / "span.pth").options
+
+
+def test_a_precision_the_network_does_not_support_falls_back_to_fp32_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from esrforge.inference.runner import compute_dtype
+    from esrforge.networks import Description
+    from esrforge.options.model import ModelConfig
+
+    caplog.set_level(logging.INFO, logger="esrforge")
+    fp32_only = Description("Strict", 2, 3, 3, dtypes=(torch.float32,))
+    bf16 = ModelConfig(bf16=True, gpu_ids=[])
+    assert compute_dtype(bf16, torch.device("cpu"), fp32_only) == torch.float32
+    assert "Strict does not run correctly in torch.bfloat16: running in fp32" in caplog.text
+    assert compute_dtype(bf16, torch.device("cpu"), Description("Any", 2, 3, 3)) == torch.bfloat16
