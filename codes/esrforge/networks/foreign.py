@@ -199,9 +199,17 @@ class SpandrelModel(nn.Module):
 
 
 def spandrel_options(descriptor: ImageModelDescriptor[Any]) -> SpandrelOptions:
-    """The ``type: spandrel`` options that build the descriptor's model again (its YAML-expressible keywords)."""
+    """The ``type: spandrel`` options that build the descriptor's model again (its YAML-expressible keywords;
+    one whose value does not fit the type its default suggests is left out)."""
     arch = type(descriptor.model).__name__
     schema = {f.name for f in dataclasses.fields(params_schema(arch))}
     hyper = getattr(descriptor.model, "hyperparameters", {})
     params = {k: _thaw(v) for k, v in hyper.items() if k in schema}
-    return SpandrelOptions(type="spandrel", arch=arch, params=params)
+    while True:
+        try:
+            return SpandrelOptions(type="spandrel", arch=arch, params=params)
+        except OptionValueError as err:
+            name = err.key.removeprefix("params.").split(".")[0].split("[")[0]
+            if name not in params:
+                raise
+            del params[name]
