@@ -78,6 +78,12 @@ def build_upscaler(
     model.to(device=device, dtype=compute_dtype(config, device, description))
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
+    if description.tiling == "discouraged" and tiling.tile_size is not None:
+        log.info(
+            "%s uses global context: seams may show at tile borders; tile_size: null (--tile 0) "
+            "runs whole images",
+            description.architecture,
+        )
     upscaler = Upscaler(
         model, tiling, description=description, channels_last=config.channels_last, progress=progress
     )

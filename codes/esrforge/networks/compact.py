@@ -46,7 +46,7 @@ class SRVGGNetCompactOptions(NetworkOptions):
         )
 
     def describe(self) -> Description:
-        return Description("SRVGGNetCompact", self.upscale, self.num_in_ch, self.num_out_ch)
+        return Description(self.type, self.upscale, self.num_in_ch, self.num_out_ch)
 
     @classmethod
     def from_state_dict(cls, state_dict: StateDict) -> tuple[SRVGGNetCompactOptions, StateDict] | None:

@@ -57,7 +57,7 @@ class RRDBNetOptions(NetworkOptions):
 
     def describe(self) -> Description:
         factor = upsample_plan(self.scale, self.pixel_unshuffle)[0]
-        return Description("RRDBNet", self.scale, self.in_nc, self.out_nc, size_multiple=factor)
+        return Description(self.type, self.scale, self.in_nc, self.out_nc, size_multiple=factor)
 
     @classmethod
     def from_state_dict(cls, state_dict: StateDict) -> tuple[RRDBNetOptions, StateDict] | None:
