@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlparse
 
 import torch
-import torchvision
-from torch import Tensor, nn
-from torchvision.models import VGG19_Weights
+from torch import Tensor
 
 from ..fields import option, require
+from ..pretrained import imagenet_features
 from .base import LOSSES, GeneratorContext, Loss, LossOptions
 from .criteria import FeatureCriterion, distance
 
@@ -59,44 +56,6 @@ class PerceptualOptions(LossOptions):
             require(weight >= 0, f"layer_weights.{name}", "a weight >= 0", weight)
 
 
-def vgg19_state_dict(weights_path: Path | None) -> dict[str, Any]:
-    """The ImageNet VGG19 state dict from ``weights_path`` or torchvision's cache (download if missing)."""
-    if weights_path is not None:
-        if not weights_path.is_file():
-            raise FileNotFoundError(f"perceptual loss: weights_path {weights_path} does not exist")
-        state: dict[str, Any] = torch.load(weights_path, map_location="cpu", weights_only=True)
-        return state
-    weights = VGG19_Weights.IMAGENET1K_V1
-    try:
-        return dict(weights.get_state_dict(progress=False))
-    except OSError as err:  # URLError and socket errors when offline
-        target = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name
-        raise FileNotFoundError(
-            f"perceptual loss: cannot download the VGG19 weights ({err}); download {weights.url} "
-            f"and save it as {target}, or set weights_path to a local copy"
-        ) from None
-
-
-def vgg19_features(last: int, pretrained: bool, weights_path: Path | None) -> nn.Sequential:
-    """``torchvision.models.vgg19().features[: last + 1]``, built without the classifier."""
-    with torch.device("meta"):
-        layers = torchvision.models.vgg19(weights=None).features[: last + 1]
-    if pretrained:
-        prefix = "features."
-        state = {k.removeprefix(prefix): v for k, v in vgg19_state_dict(weights_path).items()}
-        wanted = set(layers.state_dict())
-        layers.load_state_dict({k: v for k, v in state.items() if k in wanted}, strict=True, assign=True)
-    else:
-        layers.to_empty(device="cpu")
-        for module in layers.modules():
-            if isinstance(module, nn.Conv2d):
-                module.reset_parameters()
-    for module in layers.modules():
-        if isinstance(module, nn.ReLU):
-            module.inplace = False  # a kept pre-ReLU feature must not be overwritten
-    return layers
-
-
 @LOSSES.register(PerceptualOptions, name="perceptual")
 class PerceptualLoss(Loss[PerceptualOptions]):
     """``sum_l w_l · criterion(VGG_l(fake), VGG_l(real))`` with a frozen VGG19; real features without grad."""
@@ -107,7 +66,9 @@ class PerceptualLoss(Loss[PerceptualOptions]):
     def __init__(self, options: PerceptualOptions) -> None:
         super().__init__(options)
         self.layers = {VGG19_LAYERS[name]: name for name in options.layer_weights}
-        self.vgg = vgg19_features(max(self.layers), options.pretrained, options.weights_path)
+        self.vgg = imagenet_features(
+            "vgg19", options.pretrained, options.weights_path, "perceptual loss", last=max(self.layers)
+        )
         self.vgg.requires_grad_(False)
         self.vgg.eval()
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)

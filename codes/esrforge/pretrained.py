@@ -1,0 +1,65 @@
+"""ImageNet backbones from torchvision for losses and metrics: local files or torchvision's cache, never silent.
+
+No weights ship with esrforge. A backbone loads from the file a config names, else from torchvision's
+download cache (downloading there when online); offline without either, a one-line error says which
+file to fetch and where to put it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import torch
+import torchvision
+from torch import nn
+
+
+def imagenet_state_dict(arch: str, weights_path: Path | None, who: str) -> dict[str, Any]:
+    """The ImageNet state dict of torchvision's ``arch`` (e.g. vgg19) from ``weights_path`` or the cache.
+
+    ``who`` names the component in errors (``perceptual loss``, ``metric lpips_alex``).
+    """
+    if weights_path is not None:
+        if not weights_path.is_file():
+            raise FileNotFoundError(f"{who}: weights_path {weights_path} does not exist")
+        state: dict[str, Any] = torch.load(weights_path, map_location="cpu", weights_only=True)
+        return state
+    weights = torchvision.models.get_model_weights(arch).IMAGENET1K_V1
+    try:
+        return dict(weights.get_state_dict(progress=False))
+    except OSError as err:  # URLError and socket errors when offline
+        target = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name
+        raise FileNotFoundError(
+            f"{who}: cannot download the {arch} weights ({err}); download {weights.url} "
+            f"and save it as {target}, or set weights_path to a local copy"
+        ) from None
+
+
+def imagenet_features(
+    arch: str, pretrained: bool, weights_path: Path | None, who: str, last: int | None = None
+) -> nn.Sequential:
+    """``torchvision.models.<arch>().features[: last + 1]`` (all with None), built without the classifier.
+
+    ``pretrained=False`` gives random weights (tests). ReLUs are made out-of-place, so a feature taken
+    before one is not overwritten.
+    """
+    with torch.device("meta"):
+        layers = torchvision.models.get_model(arch, weights=None).features
+    if last is not None:
+        layers = layers[: last + 1]
+    if pretrained:
+        prefix = "features."
+        state = {k.removeprefix(prefix): v for k, v in imagenet_state_dict(arch, weights_path, who).items()}
+        wanted = set(layers.state_dict())
+        layers.load_state_dict({k: v for k, v in state.items() if k in wanted}, strict=True, assign=True)
+    else:
+        layers.to_empty(device="cpu")
+        for module in layers.modules():
+            if isinstance(module, nn.Conv2d):
+                module.reset_parameters()
+    for module in layers.modules():
+        if isinstance(module, nn.ReLU):
+            module.inplace = False
+    return layers
