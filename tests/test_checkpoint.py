@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
+from conftest import to_esrgan_names
 from esrforge.networks import (
     RRDBNet,
     RRDBNetOptions,
@@ -69,22 +70,6 @@ def one_line_error(excinfo: pytest.ExceptionInfo[BaseException], *fragments: str
     for fragment in fragments:
         assert fragment in message
     return message
-
-
-def to_esrgan_names(sd: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Our keys written the way xinntao/ESRGAN's RRDBNet_arch.py names them."""
-    renames = [
-        (r"^body\.(\d+)\.rdb(\d)\.", r"RRDB_trunk.\1.RDB\2."),
-        (r"^conv_body\.", "trunk_conv."),
-        (r"^conv_up(\d)\.", r"upconv\1."),
-        (r"^conv_hr\.", "HRconv."),
-    ]
-    out = {}
-    for key, value in sd.items():
-        for pattern, replacement in renames:
-            key = re.sub(pattern, replacement, key)
-        out[key] = value
-    return out
 
 
 def to_old_arch(sd: dict[str, Tensor], nb: int) -> dict[str, Tensor]:

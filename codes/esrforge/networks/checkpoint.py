@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from .base import NETWORKS, LoadedNetwork, NetworkOptions, StateDict, build_network
 from .foreign import SpandrelModel, description_of, detect, spandrel_options
 from .layouts import preview
+from .saved import saved_options, strip_prefixes
 
 log = logging.getLogger(__name__)
 Net = TypeVar("Net", bound=nn.Module)
@@ -33,8 +34,6 @@ CONTAINER_KEYS = (
     "model",
     "net",
 )
-# Prefixes left by DistributedDataParallel / DataParallel and torch.compile.
-WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 
 def _lines(error: BaseException) -> list[str]:
@@ -77,12 +76,6 @@ def _read_safetensors(path: Path) -> StateDict:
 
 def _is_state_dict(obj: Any) -> bool:
     return isinstance(obj, dict) and bool(obj) and all(isinstance(v, Tensor) for v in obj.values())
-
-
-def strip_prefixes(key: str) -> str:
-    while key.startswith(WRAPPER_PREFIXES):
-        key = key.split(".", 1)[1]
-    return key
 
 
 def _unwrap(obj: Any, path: Path, key: str | None) -> StateDict:
@@ -182,12 +175,14 @@ def recognise(state_dict: StateDict, path: Path) -> LoadedNetwork:
 def load_generator(
     path: str | Path, options: NetworkOptions | None = None, strict: bool = True, key: str | None = None
 ) -> LoadedNetwork:
-    """The network of ``options`` with the weights of ``path``, or without options the one the tensors hold.
+    """The network of ``options`` with the weights of ``path``; without options, the one a safetensors
+    file's metadata records (see :mod:`~esrforge.networks.saved`), else the one the tensors hold.
 
     Given options must agree with the checkpoint; with ``strict=False`` they win, and tensors that
     do not fit are skipped with a warning (fine-tuning, e.g. from x4 to x2).
     """
     path = Path(path)
+    options = options or saved_options(path)
     if options is None:
         loaded = recognise(read_state_dict(path, key), path)
         log.info("%s: %s", path, loaded.description.line())

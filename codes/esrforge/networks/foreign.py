@@ -13,6 +13,7 @@ import functools
 import importlib
 import inspect
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -196,6 +197,15 @@ class SpandrelModel(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.descriptor(x)
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> Any:
+        """The architecture's own tensors, named as its checkpoints name them (no wrapper prefix)."""
+        return self.model.state_dict(*args, **kwargs)
+
+    def load_state_dict(
+        self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False
+    ) -> Any:
+        return self.model.load_state_dict(state_dict, strict=strict, assign=assign)
 
 
 def spandrel_options(descriptor: ImageModelDescriptor[Any]) -> SpandrelOptions:
