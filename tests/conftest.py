@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
+import torchvision
 import yaml
 
 from esrforge.data.imageio import write_image
@@ -93,6 +96,9 @@ def tiny_realesrgan_config(root: Path, niter: int = 6, name: str = "train_reales
     for loss in raw["train"]["losses"]:
         if loss["type"] == "perceptual":
             loss["pretrained"] = False
+    for metric in raw.get("validation", {}).get("metrics", []):
+        if metric["type"] in ("lpips", "dists"):
+            metric["pretrained"] = False  # random backbones: no ImageNet weights in tests
     raw["logger"] = {"print_freq": 2, "save_checkpoint_freq": 3, "use_tb_logger": False}
     path = root / "config.yml"
     path.write_text(yaml.safe_dump(raw))
@@ -124,3 +130,32 @@ def tensors_equal(a: object, b: object) -> bool:
     if isinstance(a, (list, tuple)):
         return len(a) == len(b) and all(tensors_equal(x, y) for x, y in zip(a, b, strict=True))  # type: ignore[arg-type]
     return a == b
+
+
+def to_esrgan_names(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Our keys written the way xinntao/ESRGAN's RRDBNet_arch.py names them."""
+    renames = [
+        (r"^body\.(\d+)\.rdb(\d)\.", r"RRDB_trunk.\1.RDB\2."),
+        (r"^conv_body\.", "trunk_conv."),
+        (r"^conv_up(\d)\.", r"upconv\1."),
+        (r"^conv_hr\.", "HRconv."),
+    ]
+    out = {}
+    for key, value in sd.items():
+        for pattern, replacement in renames:
+            key = re.sub(pattern, replacement, key)
+        out[key] = value
+    return out
+
+
+@pytest.fixture
+def random_imagenet(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ImageNet backbones (LPIPS, DISTS, the perceptual loss) get random weights instead of torchvision's
+    download: the loading path runs as on a user's machine, without the files."""
+
+    def random_state(arch: str, weights_path: Path | None, who: str) -> dict[str, torch.Tensor]:
+        torch.manual_seed(0)
+        features = torchvision.models.get_model(arch, weights=None).features
+        return {f"features.{k}": v for k, v in features.state_dict().items()}
+
+    monkeypatch.setattr("esrforge.pretrained.imagenet_state_dict", random_state)

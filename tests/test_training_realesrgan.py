@@ -35,20 +35,20 @@ def test_a_scaled_down_realesrgan_config_trains_20_steps_and_makes_its_validatio
     log = (run / "train.log").read_text()
     for term in ("pixel", "perceptual", "gan", "d_gan"):
         assert f" {term} " in log, term
-    lr = [read_image(run / "val_lq" / f"img{i}.png") for i in range(2)]
+    lr = [read_image(run / "val_lq" / "val" / f"img{i}.png") for i in range(2)]
     assert all(image.shape == (16, 16, 3) and image.dtype.name == "uint8" for image in lr)
-    record = json.loads((run / "val_lq" / "degradation.json").read_text())
+    record = json.loads((run / "val_lq" / "val" / "degradation.json").read_text())
     assert record["seed"] == 0 and record["degradation"]["queue_size"] == 4
 
     # A resumed run reuses the saved LR; other degradation settings make it again.
-    before = (run / "val_lq" / "img0.png").read_bytes()
+    before = (run / "val_lq" / "val" / "img0.png").read_bytes()
     caplog.clear()
     assert (
         run_program(lambda: main(["-opt", str(config), "--set", "train.niter=21", "path.resume_state=auto"]))
         == 0
     )
     assert "validation LR: reusing" in caplog.text
-    assert (run / "val_lq" / "img0.png").read_bytes() == before
+    assert (run / "val_lq" / "val" / "img0.png").read_bytes() == before
     changed = [
         "train.niter=22",
         "path.resume_state=auto",
@@ -56,7 +56,7 @@ def test_a_scaled_down_realesrgan_config_trains_20_steps_and_makes_its_validatio
     ]
     assert run_program(lambda: main(["-opt", str(config), "--set", *changed])) == 0
     assert "made from other settings or images" in caplog.text
-    assert (run / "val_lq" / "img0.png").read_bytes() != before
+    assert (run / "val_lq" / "val" / "img0.png").read_bytes() != before
 
 
 def test_gt_usm_losses_see_the_sharpened_hr_and_the_others_the_hr(tmp_path, monkeypatch):

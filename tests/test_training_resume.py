@@ -20,6 +20,7 @@ import torch
 from conftest import REPO, tensors_equal, tiny_gan_config, tiny_realesrgan_config, torchrun
 from esrforge.cli.common import run_program
 from esrforge.cli.train import main
+from esrforge.training.curves import History
 
 DRIVER = """
 import io, os, signal, sys
@@ -67,8 +68,35 @@ def compare_runs(straight: Path, resumed: Path) -> None:
         assert tensors_equal(a, b), name
     a = torch.load(straight / "training_state" / f"{NITER}.state", weights_only=True)
     b = torch.load(resumed / "training_state" / f"{NITER}.state", weights_only=True)
-    for key in ("networks", "optimizers", "schedulers", "scalers", "ema", "loader", "pools", "step", "epoch"):
+    for key in (
+        "networks",
+        "optimizers",
+        "schedulers",
+        "scalers",
+        "ema",
+        "loader",
+        "pools",
+        "step",
+        "epoch",
+        "best",
+    ):
         assert tensors_equal(a[key], b[key]), key
+    # The best model of each metric, and the history of every loss and score, are the same too.
+    best = sorted(p.name for p in (straight / "models").glob("best_*_G.pth"))
+    assert best and best == sorted(p.name for p in (resumed / "models").glob("best_*_G.pth"))
+    for name in best:
+        a = torch.load(straight / "models" / name, weights_only=True)
+        assert tensors_equal(a, torch.load(resumed / "models" / name, weights_only=True)), name
+
+    def history(run: Path) -> tuple[list[int], list[dict[str, float]]]:
+        """The steps of its records, and its validation scores (a loss line of a resumed run averages
+        only the steps since the resume: the same weights, another mean)."""
+        records = History(run / "history.jsonl").read()
+        scores = [{k: v for k, v in r.items() if k == "step" or k.startswith("val/")} for r in records]
+        return sorted({r["step"] for r in records}), [r for r in scores if len(r) > 1]
+
+    assert history(straight) == history(resumed) and history(straight)[1]
+    assert (resumed / "curves.png").is_file()
 
 
 @pytest.mark.slow
@@ -226,8 +254,10 @@ def test_the_log_tells_the_run_and_a_finished_run_is_not_redone(tmp_path):
     assert run_program(lambda: main([*args, "train.niter=3"])) == 0
     assert run_program(lambda: main(args)) == 0
     run = tmp_path / "experiments" / "run"
-    assert (run / "models" / "best_G.pth").is_file()
-    assert list((run / "val_images" / "3").glob("*.png")) and list((run / "tb_logger").iterdir())
+    assert (run / "models" / "best_psnr_y_G.pth").is_file() and (
+        run / "models" / "best_ssim_y_G.pth"
+    ).is_file()
+    assert list((run / "val_images" / "data" / "3").glob("*.png")) and list((run / "tb_logger").iterdir())
     log = (run / "train.log").read_text()
     # The log opens with what is trained, on what, and the schedule; a resumed run starts at its step.
     assert re.search(
@@ -235,7 +265,10 @@ def test_the_log_tells_the_run_and_a_finished_run_is_not_redone(tmp_path):
     )
     assert "3 training images, batch 2 per process; steps 0 to 3" in log and "steps 3 to 6" in log
     assert "steps 2-5: pixel, perceptual, translational, gan, gradient_penalty" in log
-    assert re.search(r"finished 6 steps: .*6_G\.pth; best validation PSNR-Y [\d.]+ dB at step [36]", log)
+    assert re.search(
+        r"finished 6 steps: .*6_G\.pth; best validation psnr_y [\d.]+ on data at step [36] \(.*best_psnr_y_G\.pth\)",
+        log,
+    )
     # Run again when complete: nothing to train, and the last checkpoint is not rewritten.
     written = (run / "training_state" / "6.state").stat().st_mtime_ns
     assert run_program(lambda: main(args)) == 0

@@ -15,9 +15,8 @@ import torch
 from conftest import REPO, tensors_equal, tiny_gan_config, torchrun
 from esrforge.cli.common import run_program
 from esrforge.cli.train import main
-from esrforge.data.base import build_dataset
 from esrforge.data.datasets import HRPatchDataset
-from esrforge.data.loader import make_val_loader
+from esrforge.inference.scoring import val_loader
 from esrforge.losses.pixel import PixelLoss
 from esrforge.networks import RRDBNet, RRDBNetOptions
 from esrforge.options.loader import load_config
@@ -26,7 +25,7 @@ from esrforge.training.experiment import ExperimentDirs
 from esrforge.training.precision import Precision
 from esrforge.training.reporting import Reporter
 from esrforge.training.steps import IterationRunner
-from esrforge.training.validation import Validator
+from esrforge.training.validation import Validator, ValSet
 
 
 @pytest.mark.slow
@@ -137,7 +136,7 @@ def run(self):
     torch.save(self.nets.generator.net.state_dict(), os.path.join({out!r}, f"G_rank{{rank}}.pt"))
     torch.save(self.nets.discriminator.net.state_dict(), os.path.join({out!r}, f"D_rank{{rank}}.pt"))
     with open(os.path.join({out!r}, f"val_rank{{rank}}.txt"), "w") as f:
-        f.write(str(len(self.validator.loader)))
+        f.write(str(len(self.validator.sets[0].loader)))
 trainer.Trainer.run = run
 from esrforge.cli.train import run as train
 sys.argv = ["train.py", "-opt", {config!r}, "--set", "train.val_freq=4", "datasets.val.max_images=3"]
@@ -156,24 +155,25 @@ def test_two_process_gloo_run_keeps_ranks_identical(tmp_path):
         b = torch.load(tmp_path / f"{net}_rank1.pt", weights_only=True)
         assert tensors_equal(a, b), net
     models = tmp_path / "experiments" / "run" / "models"
-    written = ["3_G.pth", "4_G.pth", "best_G.pth"]
+    written = ["3_G.pth", "4_G.pth", "best_psnr_y_G.pth", "best_ssim_y_G.pth"]
     assert sorted(p.name for p in models.glob("*_G.pth")) == written  # by rank 0 alone
     log = (tmp_path / "experiments/run/train.log").read_text()
     assert "process 1 of 2" in result.stderr or "process 1 of 2" in log
     # Validation is split over the ranks (2 images and 1); the reduced means equal one process's.
     assert [(tmp_path / f"val_rank{r}.txt").read_text() for r in (0, 1)] == ["2", "1"]
-    logged = re.search(r"validation at step 4: PSNR-Y ([\d.]+) dB, SSIM-Y ([\d.]+)", log)
+    logged = re.search(r"validation at step 4 on data: psnr_y ([\d.]+), ssim_y ([\d.]+)", log)
     assert logged is not None, log
     single = load_config(config, ["datasets.val.max_images=3"])
     assert single.datasets.val is not None
     model = RRDBNet(RRDBNetOptions(nf=8, nb=1, gc=4))
     model.load_state_dict(torch.load(models / "4_G_ema.pth", weights_only=True))
-    loader = make_val_loader(build_dataset(single.datasets.val, 4))
-    validator = Validator(loader, single, ExperimentDirs(tmp_path / "single"), DistributedContext())
-    scores = validator.run(model, 4, Reporter(None, False, 0, 4))
+    val = single.datasets.val_sets[0]
+    dirs = ExperimentDirs(tmp_path / "single")
+    validator = Validator([ValSet(val, val_loader(val, 4))], single, dirs, DistributedContext())
+    scores = validator.run(model, 4, Reporter(None, False, 0, 4))["data"]
     assert abs(scores["psnr_y"] - float(logged.group(1))) < 1e-3
     assert abs(scores["ssim_y"] - float(logged.group(2))) < 1e-4
-    assert len(list((tmp_path / "experiments/run/val_images/4").glob("*.png"))) == 3  # from both ranks
+    assert len(list((tmp_path / "experiments/run/val_images/data/4").glob("*.png"))) == 3  # from both ranks
 
 
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])

@@ -12,6 +12,7 @@ from ..degradations.pipeline import Degrader
 from ..fields.errors import OptionError
 from ..logs import setup_logging
 from ..losses import build_loss
+from ..metrics import build_metric
 from ..options.loader import load_config
 from ..options.schema import Config, TrainSection
 from ..training.build import build_discriminator, build_generator, count_parameters
@@ -84,7 +85,11 @@ def summarise(config: Config) -> None:
     if patches is not None and patches.degradation is not None:
         degrader = Degrader(patches.degradation, config.scale, patches.target_size, train.manual_seed)
         log.info("%s", degrader.describe())
-    for split, data in (("train", config.datasets.train), ("val", config.datasets.val)):
+    if config.datasets.val_sets:
+        metrics = [build_metric(options, config.scale) for options in config.validation.metrics]
+        log.info("validation metrics: %s", ", ".join(metric.name for metric in metrics))
+    sets = [("train", config.datasets.train)] + [(f"val {v.label}", v) for v in config.datasets.val_sets]
+    for split, data in sets:
         if data is not None:
             dataset = build_dataset(data, config.scale)
             log.info(

@@ -84,6 +84,11 @@ class ValDatasetOptions(DatasetOptions):
         "experiments/<name>/val_lq/ and reused by every validation and resumed run",
     )
 
+    @property
+    def label(self) -> str:
+        """The set's name in logs, TensorBoard tags and folders: ``name``, else the dataroot's folder name."""
+        return self.name or self.dataroot.stem
+
     def __post_init__(self) -> None:
         if self.degrade:
             require(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from typing import TYPE_CHECKING
 
 from ..fields.errors import OptionError, OptionValueError
@@ -42,9 +43,14 @@ def check_config(config: Config) -> None:
                 "datasets.train.degradation.queue_size",
                 f"expected a multiple of datasets.train.batch_size {batch}, got {queue}",
             )
-    val = config.datasets.val
-    if val is not None and val.degrade and (train_data is None or train_data.degradation is None):
-        raise OptionError("datasets.val.degrade", "true needs datasets.train.degradation to make the LR with")
+    for i, val in enumerate(config.datasets.val_sets):
+        if val.degrade and (train_data is None or train_data.degradation is None):
+            key = "datasets.val" if not isinstance(config.datasets.val, list) else f"datasets.val[{i}]"
+            raise OptionError(f"{key}.degrade", "true needs datasets.train.degradation to make the LR with")
+    if config.logger.wandb is not None and importlib.util.find_spec("wandb") is None:
+        raise OptionError(
+            "logger.wandb", "needs the wandb package: pip install wandb (or null to log without it)"
+        )
     if config.train is None:
         return
     gans = _losses_of(config, GAN_TYPES)

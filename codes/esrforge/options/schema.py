@@ -14,6 +14,8 @@ from typing import Literal
 from ..data.base import TrainDatasetOptions, ValDatasetOptions
 from ..fields import InputPath, option, require, require_folder_name
 from ..losses.base import LossOptions
+from ..metrics.base import MetricOptions, check_unique_names
+from ..metrics.pixel import PsnrOptions, SsimOptions
 from ..networks.base import NetworkOptions
 from .model import GeneratorSection, ModelConfig, WeightsSection
 
@@ -23,7 +25,23 @@ class DatasetsSection:
     """The data a run reads."""
 
     train: TrainDatasetOptions | None = option(None, doc="training patches; required by train.py")
-    val: ValDatasetOptions | None = option(None, doc="validation images; null: no validation")
+    val: ValDatasetOptions | list[ValDatasetOptions] | None = option(
+        None,
+        doc="validation images: one set or a list of sets, each scored and logged apart (the first one "
+        "chooses the best models); null: no validation",
+    )
+
+    def __post_init__(self) -> None:
+        labels = [val.label for val in self.val_sets]
+        for i, label in enumerate(labels):
+            require(labels.index(label) == i, f"val[{i}].name", f"a name other than {label!r} (taken)", label)
+
+    @property
+    def val_sets(self) -> list[ValDatasetOptions]:
+        """The validation sets, first one first (none without validation)."""
+        if self.val is None:
+            return []
+        return self.val if isinstance(self.val, list) else [self.val]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -134,12 +152,46 @@ class TrainSection:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ValidationSection:
+    """How validation scores a model and which score picks the best one."""
+
+    metrics: list[MetricOptions] = option(
+        factory=lambda: [PsnrOptions(), SsimOptions()],
+        doc="metrics of every validation set, e.g. {type: psnr}, {type: ssim}, {type: lpips, net: alex}, "
+        "{type: dists}; each keeps models/best_<name>_G.pth (psnr_y, ssim_y, lpips_alex, dists, ...)",
+    )
+    report: str = option(
+        "auto",
+        doc="the metric whose best model the closing line reports (e.g. lpips_alex); auto: the first "
+        "perceptual metric (lpips, dists) in a run with a gan loss, else the first metric",
+    )
+
+    def __post_init__(self) -> None:
+        require(len(self.metrics) > 0, "metrics", "at least one metric", self.metrics)
+        check_unique_names(self.metrics, "metrics")
+        names = [m.name for m in self.metrics]
+        require(self.report in ["auto", *names], "report", f"auto or one of {', '.join(names)}", self.report)
+
+
+@dataclass(frozen=True, kw_only=True)
+class WandbSection:
+    """Weights & Biases as a second logger (needs ``pip install wandb``)."""
+
+    project: str = option("esrforge", doc="wandb project")
+    entity: str | None = option(None, doc="wandb team or user; null: your default")
+    mode: Literal["online", "offline"] = option(
+        "online", doc="offline: write the run under experiments/<name>/wandb/ only (wandb sync uploads it)"
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
 class LoggerSection:
     """What a run reports and how often it saves."""
 
     print_freq: int = option(100, doc="write a line to the log file every N steps")
     save_checkpoint_freq: int = option(5000, doc="save weights and training state every N steps")
     use_tb_logger: bool = option(True, doc="write TensorBoard events to experiments/<name>/tb_logger/")
+    wandb: WandbSection | None = option(None, doc="also log to Weights & Biases; null: off")
     keep_last: int | None = option(
         None,
         doc="keep only the newest N checkpoints; null: keep all. Those at the start of a loss phase "
@@ -169,6 +221,9 @@ class Config(ModelConfig):
     path: PathSection = option(factory=PathSection, doc="input weights, resume state and output folder")
     datasets: DatasetsSection = option(factory=DatasetsSection, doc="training and validation data")
     train: TrainSection | None = option(None, doc="optimisation settings; required by train.py")
+    validation: ValidationSection = option(
+        factory=ValidationSection, doc="validation metrics and the choice of the best model"
+    )
     logger: LoggerSection = option(factory=LoggerSection, doc="logging and checkpoint frequency")
 
     def __post_init__(self) -> None:

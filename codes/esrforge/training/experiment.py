@@ -46,6 +46,21 @@ class ExperimentDirs:
     def log_file(self) -> Path:
         return self.root / "train.log"
 
+    @property
+    def history(self) -> Path:
+        """Every logged scalar, one JSON line per step and kind (see :mod:`esrforge.training.curves`)."""
+        return self.root / "history.jsonl"
+
+    @property
+    def curves(self) -> Path:
+        """The picture of the loss and metric curves."""
+        return self.root / "curves.png"
+
+    @property
+    def wandb(self) -> Path:
+        """wandb's files, and the run id a resumed run continues."""
+        return self.root / "wandb"
+
     def newest_state(self) -> Path | None:
         """The training state with the highest step, or None (temporary files are ignored)."""
         states = [p for p in self.training_state.glob(f"*{STATE_SUFFIX}") if p.stem.isdigit()]
@@ -82,6 +97,6 @@ def prepare_experiment(config: Config, resuming: bool, archive: bool = False) ->
         dirs.root.rename(archived)
     for folder in (dirs.models, dirs.training_state, dirs.val_images, dirs.tb_logger):
         folder.mkdir(parents=True, exist_ok=True)
-        remove_temporaries(folder)  # partial files of writes a killed run had begun
+    remove_temporaries(dirs.root)  # partial files of writes a killed run had begun, in every folder
     dump_yaml(to_data(config), dirs.root / f"config_{_timestamp()}.yml")
     return dirs

@@ -1,14 +1,23 @@
-"""What a run reports: averaged loss lines in the log, TensorBoard scalars and images, a progress bar."""
+"""What a run reports: averaged loss lines in the log, a progress bar, and every scalar to TensorBoard,
+wandb (when configured) and the run's history file, whose curves are drawn to a PNG beside the log."""
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
 from tqdm import tqdm
+
+from ..fields.convert import to_data
+from ..options.schema import Config
+from .curves import History, plot_history
+from .experiment import ExperimentDirs
+from .wandb_run import start_wandb
 
 log = logging.getLogger("esrforge")
 
@@ -17,10 +26,31 @@ class Reporter:
     """Accumulates per-step scalars without forcing a device sync, and writes them every ``print_freq`` steps.
 
     Only the main process writes; elsewhere every method is a no-op apart from accumulation.
+    ``history`` (with ``curves``, the PNG it is drawn to) keeps every scalar; its records after ``start``
+    (from a run that was stopped after its last checkpoint) are dropped first. ``wandb_run`` is a
+    started wandb run or None.
     """
 
-    def __init__(self, tb_dir: Path | None, enabled: bool, start: int, total: int) -> None:
+    PLOT_EVERY_S = 300.0
+    """The curves are redrawn after validation, at the end, and otherwise at most this often."""
+
+    def __init__(
+        self,
+        tb_dir: Path | None,
+        enabled: bool,
+        start: int,
+        total: int,
+        history: Path | None = None,
+        curves: Path | None = None,
+        wandb_run: Any = None,
+        title: str = "",
+    ) -> None:
         self.enabled = enabled
+        self.history = History(history) if enabled and history is not None else None
+        if self.history is not None:
+            self.history.truncate(start)
+        self.curves, self.title, self.wandb = curves, title, wandb_run
+        self._plotted = time.monotonic()
         self._sums: dict[str, Tensor] = {}
         self._counts: dict[str, int] = defaultdict(int)
         self._times = {"data": 0.0, "iter": 0.0}
@@ -69,20 +99,61 @@ class Reporter:
         self.scalars(step, {f"loss/{k}": v for k, v in means.items()})
         self.scalars(step, {f"lr/{k}": v for k, v in learning_rates.items()})
         self.scalars(step, timing)
+        if time.monotonic() - self._plotted > self.PLOT_EVERY_S:
+            self.plot()
         return means
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
-        """Write scalars to TensorBoard (when enabled)."""
+        """Write scalars to TensorBoard, wandb and the history (when enabled)."""
+        if not self.enabled or not values:
+            return
         if self.writer is not None:
             for key, value in values.items():
                 self.writer.add_scalar(key, value, step)
+        if self.wandb is not None:
+            self.wandb.log(values, step=step)
+        if self.history is not None:
+            self.history.append(step, values)
 
     def image(self, step: int, tag: str, image: Tensor) -> None:
-        """Write a ``C x H x W`` image in [0, 1] to TensorBoard (when enabled)."""
+        """Write a ``C x H x W`` image in [0, 1] to TensorBoard and wandb (when enabled)."""
+        picture = image.clamp(0, 1).to(torch.float32).cpu()
         if self.writer is not None:
-            self.writer.add_image(tag, image.clamp(0, 1).to(torch.float32).cpu(), step)
+            self.writer.add_image(tag, picture, step)
+        if self.wandb is not None:
+            import wandb
+
+            self.wandb.log({tag: wandb.Image(picture.permute(1, 2, 0).numpy())}, step=step)
+
+    def plot(self) -> None:
+        """Draw the history's curves to the PNG (when enabled)."""
+        if self.history is not None and self.curves is not None:
+            plot_history(self.history, self.curves, self.title)
+            self._plotted = time.monotonic()
 
     def close(self) -> None:
         self.bar.close()
+        self.plot()
         if self.writer is not None:
             self.writer.close()
+        if self.wandb is not None:
+            self.wandb.finish()
+
+
+def make_reporter(config: Config, dirs: ExperimentDirs, main: bool, step: int) -> Reporter:
+    """TensorBoard, wandb when configured, the history and its curves: the main process's reporter."""
+    assert config.train is not None
+    logger = config.logger
+    wandb_run = None
+    if main and logger.wandb is not None:
+        wandb_run = start_wandb(logger.wandb, dirs.wandb, config.name, to_data(config))
+    return Reporter(
+        dirs.tb_logger if logger.use_tb_logger else None,
+        main,
+        step,
+        config.train.niter,
+        history=dirs.history,
+        curves=dirs.curves,
+        wandb_run=wandb_run,
+        title=config.name,
+    )

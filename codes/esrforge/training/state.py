@@ -20,7 +20,7 @@ import torch
 
 from ..degradations.pipeline import PairPool
 from ..fileio import atomic_write_with
-from ..networks.checkpoint import strip_prefixes
+from ..networks.saved import save_generator
 from .distributed import DistributedContext
 from .experiment import STATE_SUFFIX, ExperimentDirs
 
@@ -43,8 +43,7 @@ def save_weights(path: Path, state_dict: Mapping[str, torch.Tensor]) -> None:
 
     Wrapper prefixes (``module.`` from DDP, ``_orig_mod.`` from torch.compile) are removed from the keys.
     """
-    plain = {strip_prefixes(key): value.detach().cpu().contiguous() for key, value in state_dict.items()}
-    _save(plain, Path(path))
+    save_generator(Path(path), state_dict)
 
 
 def save_models(
@@ -123,6 +122,16 @@ def _prunable(paths: list[tuple[int, Path]], keep_last: int, protected: Collecti
     return [path for step, path in paths if step not in kept]
 
 
+def saved_models(dirs: ExperimentDirs) -> dict[str, list[tuple[int, Path]]]:
+    """``{tag: [(step, path), ...]}`` of the ``models/<step>_<tag>.pth`` files, by step (``best_*`` left out)."""
+    by_tag: dict[str, list[tuple[int, Path]]] = {}
+    for path in dirs.models.glob(f"*{MODEL_SUFFIX}"):
+        match = _MODEL_STEM.fullmatch(path.stem)
+        if match and not match[2].startswith("best"):
+            by_tag.setdefault(match[2], []).append((int(match[1]), path))
+    return {tag: sorted(paths) for tag, paths in by_tag.items()}
+
+
 def prune_checkpoints(dirs: ExperimentDirs, keep_last: int, protected: Collection[int] = ()) -> list[Path]:
     """Delete all but the newest ``keep_last`` steps of each model tag and of the training states.
 
@@ -131,11 +140,7 @@ def prune_checkpoints(dirs: ExperimentDirs, keep_last: int, protected: Collectio
     """
     if keep_last < 1:
         raise ValueError(f"keep_last: expected a positive count, got {keep_last}")
-    by_tag: dict[str, list[tuple[int, Path]]] = {}
-    for path in dirs.models.glob(f"*{MODEL_SUFFIX}"):
-        match = _MODEL_STEM.fullmatch(path.stem)
-        if match and not match[2].startswith("best"):
-            by_tag.setdefault(match[2], []).append((int(match[1]), path))
+    by_tag = saved_models(dirs)
     states = [
         (int(p.stem), p)
         for p in dirs.training_state.glob(f"*{STATE_SUFFIX}")

@@ -32,7 +32,7 @@ from .ema import ModelEMA
 from .experiment import ExperimentDirs
 from .optim import build_optimizer, build_scheduler
 from .precision import Precision, configure_backends, to_channels_last
-from .reporting import Reporter
+from .reporting import Reporter, make_reporter
 from .schedule import describe_schedule, phases
 from .state import (
     gather_pools,
@@ -44,7 +44,7 @@ from .state import (
     tensor_bytes,
 )
 from .steps import IterationRunner, Networks, Trained
-from .validation import make_validator
+from .validation import legacy_best, make_validator
 
 log = logging.getLogger("esrforge")
 
@@ -143,13 +143,7 @@ class Trainer:
 
     def _log_result(self) -> None:
         """The closing line of a finished run: where its model is, and its best validation score."""
-        best = self.validator.best if self.validator is not None else None
-        score = (
-            f"; best validation PSNR-Y {best['psnr_y']:.3f} dB at step {int(best['step'])} "
-            f"({self.dirs.models / 'best_G.pth'})"
-            if best is not None
-            else ""
-        )
+        score = self.validator.summary() if self.validator is not None else ""
         log.info("finished %d steps: %s%s", self.step, self.dirs.models / f"{self.step}_G.pth", score)
 
     def _trained(self) -> dict[str, Trained]:
@@ -222,7 +216,7 @@ class Trainer:
                 self.ema = ModelEMA(self.nets.generator.net, self.train.ema_decay)
                 log.info("%s has no EMA weights: the EMA starts from the resumed generator", path)
         if self.validator is not None and state.get("best") is not None:
-            self.validator.best = state["best"]
+            self.validator.best = legacy_best(state["best"])
         self.loader.load_state_dict(state["loader"])
         if self.degrader is not None and self.degrader.pool is not None:
             load_pool(self.degrader.pool, state.get("pools"), self.dist.rank, self.device, path)
@@ -290,7 +284,7 @@ class Trainer:
 
     def run(self) -> None:
         """Train until ``train.niter`` steps, a stop signal, or too many non-finite losses in a row."""
-        train, logger = self.train, self.config.logger
+        train = self.train
         assert train is not None
         if self.dist.is_main:
             self.log_summary()
@@ -298,9 +292,7 @@ class Trainer:
             log.info("the run is at step %d, train.niter is %d: nothing to train", self.step, train.niter)
             return
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        reporter = Reporter(
-            self.dirs.tb_logger if logger.use_tb_logger else None, self.dist.is_main, self.step, train.niter
-        )
+        reporter = make_reporter(self.config, self.dirs, self.dist.is_main, self.step)
         warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
         try:
             batches = iter(self.loader)
@@ -377,16 +369,17 @@ class Trainer:
         if step % logger.print_freq == 0:
             rates = {k: float(s.get_last_lr()[0]) for k, s in self.schedulers.items()}
             reporter.flush(step, self.loader.epoch, rates)
-        if step % logger.save_checkpoint_freq == 0:
-            self.save()
-            self._saved_at = step
         if (
             self.validator is not None
             and train.val_freq
             and (step % train.val_freq == 0 or step == train.niter)
-        ):
+        ):  # before saving: the state of this step then holds its best models and scores
             model = self.ema.module if self.ema is not None else self.nets.generator.net
             self.validator.run(model, step, reporter)
+            reporter.plot()
+        if step % logger.save_checkpoint_freq == 0:
+            self.save()
+            self._saved_at = step
         self._agree_on_stopping()
 
     def _agree_on_stopping(self) -> None:

@@ -1,21 +1,27 @@
-"""Validation during training: upscale the validation images, score PSNR/SSIM on Y, keep the best model."""
+"""Validation during training: score every validation set with the configured metrics, keep the best models.
+
+Each metric keeps ``models/best_<metric>_G.pth``, judged on the first set (lower is better for LPIPS and
+DISTS). In a run with a GAN loss only models that have had GAN steps compete: the L1 phase always wins
+PSNR, and its model is not what a GAN run is for (its last checkpoint is kept as ``<step>_G.pth``).
+"""
 
 from __future__ import annotations
 
 import logging
+import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
-from ..data.base import build_dataset
+from ..data.base import ValDatasetOptions
 from ..data.imageio import to_uint8, write_image
 from ..data.imresize import imresize
-from ..data.loader import make_val_loader
-from ..inference.tiling import upscale
-from ..metrics import calculate_psnr_torch, calculate_ssim_torch
+from ..inference.scoring import means, score_set, val_loader
+from ..metrics.base import Metric, build_metric, metric_class
+from ..options.checks import GAN_TYPES
 from ..options.schema import Config
 from .degraded_validation import degraded_validation
 from .distributed import DistributedContext
@@ -26,7 +32,10 @@ from .state import save_weights
 log = logging.getLogger("esrforge")
 
 SIDE_BY_SIDE = 4
-"""How many validation images get a bicubic | output | ground-truth picture each time."""
+"""How many images of each validation set get a bicubic | output | ground-truth picture each time."""
+
+Best = dict[str, dict[str, float]]
+"""``{metric: {"value": score, "step": step}}``: the best score of each metric and where it was."""
 
 
 def side_by_side(lq: Tensor, sr: Tensor, hq: Tensor, scale: int) -> Tensor:
@@ -35,80 +44,153 @@ def side_by_side(lq: Tensor, sr: Tensor, hq: Tensor, scale: int) -> Tensor:
     return torch.cat([bicubic[0], sr[0].float().cpu(), hq[0].float().cpu()], dim=-1)
 
 
-class Validator:
-    """Scores a generator on the validation images; ``best`` is ``{"psnr_y", "step"}`` of the best run.
+def best_file(metric: str) -> str:
+    """``best_<metric>_G.pth``."""
+    return f"best_{metric}_G.pth"
 
-    Under torch.distributed every process scores its share of the images (``loader`` holds that share,
-    see :func:`~esrforge.data.loader.make_val_loader`) and the means are reduced over all of them, so no
-    process waits idle while another validates; the main process logs them and keeps the best model.
+
+def report_metric(config: Config) -> str:
+    """The metric the closing line reports (``validation.report``; auto: perceptual in a GAN run)."""
+    validation = config.validation
+    if validation.report != "auto":
+        return validation.report
+    perceptual = [m.name for m in validation.metrics if metric_class(m.type).perceptual]
+    return perceptual[0] if gan_losses(config) and perceptual else validation.metrics[0].name
+
+
+def gan_losses(config: Config) -> list[Any]:
+    return [loss for loss in (config.train.losses if config.train else []) if loss.type in GAN_TYPES]
+
+
+def legacy_best(best: dict[str, Any]) -> Best:
+    """A training state's ``best``; states before per-metric bests held ``{"psnr_y": v, "step": s}``."""
+    if "step" in best and not isinstance(best["step"], dict):
+        return {"psnr_y": {"value": float(best["psnr_y"]), "step": float(best["step"])}}
+    return best
+
+
+@dataclass(frozen=True)
+class ValSet:
+    """One validation set as this process sees it."""
+
+    options: ValDatasetOptions
+    loader: DataLoader[Any]
+
+    @property
+    def label(self) -> str:
+        return self.options.label
+
+
+class Validator:
+    """Scores a generator on the validation sets; ``best`` holds the best score of each metric.
+
+    Under torch.distributed every process scores its share of each set's images (see
+    :func:`~esrforge.data.loader.make_val_loader`) and the sums are reduced over all of them, so no
+    process waits idle while another validates; the main process logs them and keeps the best models.
     """
 
     def __init__(
-        self, loader: DataLoader[Any], config: Config, dirs: ExperimentDirs, dist: DistributedContext
+        self, sets: list[ValSet], config: Config, dirs: ExperimentDirs, dist: DistributedContext
     ) -> None:
-        assert config.datasets.val is not None
-        self.loader = loader
+        self.sets = sets
         self.scale = config.scale
-        self.tile = config.datasets.val.tile_size
         self.description = config.networks.generator.describe()
+        self.metrics: list[Metric[Any]] = [
+            build_metric(options, config.scale).to(dist.device) for options in config.validation.metrics
+        ]
+        self.report = report_metric(config)
+        self.gans = gan_losses(config)
         self.dirs = dirs
         self.dist = dist
-        self.best: dict[str, float] | None = None
+        self.best: Best = {}
+        if self.gans and dist.is_main and not any(m.perceptual for m in self.metrics):
+            log.info(
+                "a GAN run scored by %s only: add {type: lpips} to validation.metrics to judge textures",
+                self.report,
+            )
 
-    @torch.no_grad()
-    def run(self, model: nn.Module, step: int, reporter: Reporter) -> dict[str, float]:
-        """Validate ``model`` at ``step``; log and return the mean PSNR-Y and SSIM-Y."""
-        was_training = model.training
-        model.eval()
-        device = next(model.parameters()).device
-        sums = torch.zeros(3, dtype=torch.float64, device=device)  # PSNR, SSIM, images
-        bar = tqdm(
-            self.loader,
-            desc="validation",
-            leave=False,
-            unit="img",
-            disable=None if self.dist.is_main else True,
+    def candidate(self, step: int) -> bool:
+        """Whether the model after ``step`` steps may be a best model: in a GAN run, once GAN steps began."""
+        return not self.gans or any(loss.active(step - 1) for loss in self.gans)
+
+    def run(self, model: nn.Module, step: int, reporter: Reporter) -> dict[str, dict[str, float]]:
+        """Validate ``model`` at ``step`` on every set; log and return ``{set: {metric: mean}}``."""
+        results: dict[str, dict[str, float]] = {}
+        for val in self.sets:
+
+            def picture(index: int, sample: dict[str, Any], sr: Tensor, val: ValSet = val) -> None:
+                if self.dist.rank + index * self.dist.world_size >= SIDE_BY_SIDE:  # the first images only
+                    return
+                image, name = side_by_side(sample["lq"], sr, sample["hq"], self.scale), sample["name"][0]
+                path = self.dirs.val_images / val.label / str(step) / f"{name}.png"
+                write_image(path, to_uint8(image.permute(1, 2, 0).numpy()))
+                reporter.image(step, f"val/{val.label}/{name}", image)
+
+            sums = score_set(
+                model,
+                val.loader,
+                self.metrics,
+                self.description,
+                val.options.tile_size,
+                label=f"validation {val.label}",
+                progress=self.dist.is_main,
+                on_image=picture,
+            )
+            scores = means(self.dist.all_reduce_sum(sums), self.metrics)
+            results[val.label] = scores
+            if self.dist.is_main:
+                shown = ", ".join(f"{name} {value:.4f}" for name, value in scores.items())
+                log.info("validation at step %d on %s: %s", step, val.label, shown)
+                reporter.scalars(step, {f"val/{val.label}/{k}": v for k, v in scores.items()})
+        if self.dist.is_main:
+            self._keep_best(model, step, results[self.sets[0].label])
+        return results
+
+    def _keep_best(self, model: nn.Module, step: int, scores: dict[str, float]) -> None:
+        if not self.candidate(step):
+            start = min(loss.after for loss in self.gans)
+            log.info(
+                "step %d is before the GAN phase (from step %d): not a candidate for best models", step, start
+            )
+            return
+        for metric in self.metrics:
+            value, best = scores[metric.name], self.best.get(metric.name)
+            if math.isnan(value) or (best is not None and not metric.better(value, best["value"])):
+                continue
+            self.best[metric.name] = {"value": value, "step": float(step)}
+            save_weights(self.dirs.models / best_file(metric.name), model.state_dict())
+            log.info(
+                "new best %s %.4f: saved models/%s (step %d)",
+                metric.name,
+                value,
+                best_file(metric.name),
+                step,
+            )
+
+    def summary(self) -> str:
+        """The closing line's words on the best model: its score, set, step and file."""
+        best = self.best.get(self.report)
+        if best is None:
+            return f"; no best {self.report} model: no validation ran in the GAN phase"
+        path = self.dirs.models / best_file(self.report)
+        return (
+            f"; best validation {self.report} {best['value']:.4f} on {self.sets[0].label} at step "
+            f"{int(best['step'])} ({path})"
         )
-        for i, sample in enumerate(bar):
-            lq, hq = sample["lq"].to(device), sample["hq"].to(device)
-            sr = upscale(model, lq, tile=self.tile, description=self.description).clamp(0, 1)
-            psnr = calculate_psnr_torch(sr, hq, crop_border=self.scale, y_channel=True)
-            ssim = calculate_ssim_torch(sr, hq, crop_border=self.scale, y_channel=True)
-            sums += torch.stack([psnr.sum(), ssim.sum(), torch.tensor(float(len(psnr)), device=device)])
-            if self.dist.rank + i * self.dist.world_size < SIDE_BY_SIDE:  # the first images of the set
-                picture = side_by_side(lq, sr, hq, self.scale)
-                name = sample["name"][0]
-                write_image(
-                    self.dirs.val_images / str(step) / f"{name}.png",
-                    to_uint8(picture.permute(1, 2, 0).numpy()),
-                )
-                reporter.image(step, f"val/{name}", picture)
-        model.train(was_training)
-        sums = self.dist.all_reduce_sum(sums)
-        count = max(float(sums[2]), 1.0)
-        scores = {"psnr_y": float(sums[0]) / count, "ssim_y": float(sums[1]) / count}
-        if not self.dist.is_main:
-            return scores
-        log.info(
-            "validation at step %d: PSNR-Y %.3f dB, SSIM-Y %.4f", step, scores["psnr_y"], scores["ssim_y"]
-        )
-        reporter.scalars(step, {f"val/{k}": v for k, v in scores.items()})
-        if self.best is None or scores["psnr_y"] > self.best["psnr_y"]:
-            self.best = {"psnr_y": scores["psnr_y"], "step": float(step)}
-            save_weights(self.dirs.models / "best_G.pth", model.state_dict())
-            log.info("new best PSNR-Y: saved models/best_G.pth (step %d)", step)
-        return scores
 
 
 def make_validator(config: Config, dirs: ExperimentDirs, dist: DistributedContext) -> Validator | None:
-    """The validator of ``datasets.val`` (None without one); with ``degrade``, its LR is made first."""
-    val, data = config.datasets.val, config.datasets.train
-    if val is None:
+    """The validator of ``datasets.val`` (None without one, or with ``val_freq: 0``); sets with ``degrade``
+    get their LR made first."""
+    data, sets = config.datasets.train, []
+    if not config.datasets.val_sets or (config.train is not None and not config.train.val_freq):
         return None
-    if val.degrade:
-        assert data is not None and config.train is not None, "checked when the config loads"
-        seed = config.train.manual_seed
-        val = degraded_validation(val, data, config.scale, seed, dirs.val_lq, dist.device, dist.is_main)
-        dist.barrier()  # the main process has written the LR the others read
-    loader = make_val_loader(build_dataset(val, config.scale), dist.rank, dist.world_size)
-    return Validator(loader, config, dirs, dist)
+    for val in config.datasets.val_sets:
+        if val.degrade:
+            assert data is not None and config.train is not None, "checked when the config loads"
+            seed = config.train.manual_seed
+            folder = dirs.val_lq / val.label
+            val = degraded_validation(val, data, config.scale, seed, folder, dist.device, dist.is_main)
+            dist.barrier()  # the main process has written the LR the others read
+        sets.append(ValSet(val, val_loader(val, config.scale, dist.rank, dist.world_size)))
+    return Validator(sets, config, dirs, dist)
