@@ -153,6 +153,8 @@ def from_training_config(data: dict[str, Any]) -> tuple[dict[str, Any], Moves]:
     moves: Moves = {}
     datasets = data.get("datasets") or {}
     val = datasets.pop("val", None)
+    if isinstance(val, list) and val:  # several validation sets: the first one
+        val = val[0]
     if "test" not in datasets and isinstance(val, dict):
         test: dict[str, Any] = {"name": val.get("name", "")}
         if val.get("dataroot_lq") is not None:

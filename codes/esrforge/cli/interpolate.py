@@ -1,0 +1,141 @@
+"""``python codes/scripts/interpolate.py --a PSNR.pth --b GAN.pth (--alpha 0.8 --output OUT | --sweep 0:1:0.1 --gt DIR)``.
+
+Network interpolation (ESRGAN, section 3.4): the weights ``(1 - alpha) * A + alpha * B`` of two checkpoints
+of one architecture, typically the L1 (PSNR) model and the GAN model trained from it. ``alpha`` 0 is A,
+1 is B; between them, textures grow with alpha while artefacts and noise stay lower than B's.
+
+* ``--alpha A --output FILE`` writes that blend (``.pth``, or ``.safetensors`` with the options that
+  build it). Any layout the loader reads works for A and B; B must fit A's network.
+* ``--sweep START:STOP:STEP --gt DIR`` scores every alpha on the HR images in DIR (LR by MATLAB bicubic,
+  or ``--lq DIR``) and writes ``interpolation.csv``, ``interpolation.png`` (each metric against alpha)
+  and ``crops.png`` (the same crop of the first images at every alpha, and the HR) to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..data.imageio import to_uint8, write_image
+from ..inference.scoring import folder_set, val_loader
+from ..inference.sweeps import Candidate, crop_grid, score_candidates, write_results
+from ..networks import load_generator
+from ..networks.base import StateDict
+from ..networks.saved import save_generator
+from .common import exit_with
+from .scoring import add_scoring_arguments, build_metrics, metric_options
+
+log = logging.getLogger("esrforge")
+CROP, CROP_IMAGES = 128, 3
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Blend two generators of one architecture; score the blends."
+    )
+    parser.add_argument("--a", type=Path, required=True, help="alpha 0: e.g. the L1 (PSNR) model")
+    parser.add_argument("--b", type=Path, required=True, help="alpha 1: e.g. the GAN model")
+    parser.add_argument("--alpha", type=float, help="the weight of B in the blend written to --output")
+    parser.add_argument("--output", type=Path, help="file of the blend: .pth or .safetensors")
+    parser.add_argument("--sweep", help="START:STOP:STEP of alphas to score, e.g. 0:1:0.1 (needs --gt)")
+    parser.add_argument("--gt", type=Path, help="folder of HR images to score the sweep on")
+    parser.add_argument("--lq", type=Path, help="folder of matching LR images (default: bicubic of --gt)")
+    parser.add_argument(
+        "--out", type=Path, default=Path("interpolation"), help="folder of the sweep's results"
+    )
+    add_scoring_arguments(parser, "psnr_y,ssim_y,lpips_alex")
+    args = parser.parse_args(argv)
+    if args.alpha is None and args.sweep is None:
+        parser.error("give --alpha and --output, or --sweep and --gt")
+    if (args.alpha is None) != (args.output is None):
+        parser.error("--alpha and --output go together")
+    if args.sweep is not None and args.gt is None:
+        parser.error("--sweep needs --gt, the HR images to score on")
+    return args
+
+
+def alphas(text: str) -> list[float]:
+    """``0:1:0.1`` -> 0, 0.1, ..., 1 (the stop included)."""
+    try:
+        start, stop, step = (float(part) for part in text.split(":"))
+    except ValueError:
+        raise ValueError(f"--sweep {text!r}: expected START:STOP:STEP, e.g. 0:1:0.1") from None
+    if step <= 0 or stop < start:
+        raise ValueError(f"--sweep {text!r}: expected START <= STOP and a positive STEP")
+    count = int(round((stop - start) / step, 6)) + 1
+    return [round(start + i * step, 10) for i in range(count)]
+
+
+def interpolate(a: StateDict, b: StateDict, alpha: float) -> StateDict:
+    """``(1 - alpha) * a + alpha * b`` of every floating-point tensor (exactly ``a`` at 0, ``b`` at 1);
+    other tensors (counters) are ``a``'s. Both need the same keys and shapes."""
+    if a.keys() != b.keys():
+        raise ValueError(f"the checkpoints hold different tensors: {sorted(a.keys() ^ b.keys())[:3]}")
+    out = {}
+    for key, x in a.items():
+        y = b[key]
+        if x.shape != y.shape:
+            raise ValueError(f"{key}: shapes {list(x.shape)} and {list(y.shape)} differ")
+        out[key] = torch.lerp(x.float(), y.float(), alpha).to(x.dtype) if x.is_floating_point() else x.clone()
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    a = load_generator(args.a)
+    try:
+        b = load_generator(args.b, options=a.options)
+    except ValueError as error:
+        raise ValueError(f"--b {error} (--a is {a.description.line()})") from None
+    weights_a, weights_b = a.module.state_dict(), b.module.state_dict()
+    if args.alpha is not None:
+        save_generator(args.output, interpolate(weights_a, weights_b, args.alpha), a.options)
+        log.info("wrote %s: %g of %s and %g of %s", args.output, 1 - args.alpha, args.a, args.alpha, args.b)
+    if args.sweep is not None:
+        sweep(args, a.module, a.description, weights_a, weights_b)
+    return 0
+
+
+def sweep(args: argparse.Namespace, module: Any, description: Any, wa: StateDict, wb: StateDict) -> None:
+    """Score every alpha of ``--sweep`` on ``--gt``; write the table, plot and crop grid."""
+    device = torch.device(args.device)
+    module.to(device)
+    options = folder_set(args.gt, args.lq, name=args.gt.name)
+    sets = [(options, val_loader(options, description.scale))]
+    metrics = build_metrics(metric_options(args.metrics), description.scale, device)
+    crops: dict[str, list[np.ndarray]] = {}
+    truth: list[np.ndarray] = []
+
+    def keep(candidate: Candidate, index: int, sample: dict[str, Any], sr: Tensor) -> None:
+        if index < CROP_IMAGES:
+            crops.setdefault(f"alpha {candidate.x:g}", []).append(centre(sr))
+            if len(truth) <= index:
+                truth.append(centre(sample["hq"]))
+
+    candidates = [Candidate(alpha, "", partial(interpolate, wa, wb, alpha)) for alpha in alphas(args.sweep)]
+    rows = score_candidates(module, description, candidates, sets, metrics, "alphas", keep)
+    write_results(rows, metrics, args.out, "interpolation", "alpha")
+    crops["HR"] = truth
+    write_image(args.out / "crops.png", crop_grid(crops))
+    log.info("wrote %s", args.out / "crops.png")
+
+
+def centre(image: Tensor) -> np.ndarray:
+    """The central ``CROP`` square (or less) of a ``1 x C x H x W`` [0, 1] image, as uint8 RGB."""
+    height, width = image.shape[-2:]
+    size = min(CROP, height, width)
+    top, left = (height - size) // 2, (width - size) // 2
+    crop = image[0, :3, top : top + size, left : left + size].float().cpu().clamp(0, 1)
+    return to_uint8(crop.permute(1, 2, 0).numpy())
+
+
+def run() -> None:
+    exit_with(main)
