@@ -39,8 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "codes"))
 
 from esrforge.inference import DEFAULT_OVERLAP, DEFAULT_PAD, TileOptions, Upscaler
 from esrforge.inference.grid import TileGrid
-from esrforge.inference.seams import psnr, realish_rrdb, seam_errors, smooth_image
+from esrforge.inference.seams import realish_rrdb, seam_errors
 from esrforge.networks import RRDBNet, RRDBNetOptions, SRVGGNetCompact, SRVGGNetCompactOptions
+from esrforge.probes import psnr, smooth_image
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 

@@ -27,8 +27,8 @@ sys.path.insert(0, str(REPO / "codes"))
 
 from esrforge.cli.train import train  # noqa: E402
 from esrforge.data.imageio import write_image  # noqa: E402
-from esrforge.inference.seams import smooth_image  # noqa: E402
 from esrforge.options.loader import load_config  # noqa: E402
+from esrforge.probes import smooth_image  # noqa: E402
 from esrforge.training import trainer  # noqa: E402
 from esrforge.training.steps import IterationRunner, StepResult  # noqa: E402
 

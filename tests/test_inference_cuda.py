@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from esrforge.inference import TileOptions, Upscaler, upscale
-from esrforge.inference.seams import psnr, realish_rrdb, smooth_image
+from esrforge.inference.seams import realish_rrdb
 from esrforge.networks import RRDBNet, RRDBNetOptions
+from esrforge.probes import psnr, smooth_image
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 

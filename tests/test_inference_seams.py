@@ -27,7 +27,8 @@ from __future__ import annotations
 import pytest
 
 from esrforge.inference import DEFAULT_OVERLAP, DEFAULT_PAD, TileGrid, upscale
-from esrforge.inference.seams import psnr, realish_rrdb, seam_errors, smooth_image
+from esrforge.inference.seams import realish_rrdb, seam_errors
+from esrforge.probes import psnr, smooth_image
 
 SCALE = 4
 TILE = 96

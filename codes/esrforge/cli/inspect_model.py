@@ -18,9 +18,9 @@ import torch
 import yaml
 
 from ..fields.convert import to_data
-from ..inference.seams import smooth_image
 from ..inference.tiling import upscale
 from ..networks import LoadedNetwork, load_generator
+from ..probes import smooth_image
 from .common import exit_with
 
 log = logging.getLogger("esrforge")
