@@ -22,7 +22,19 @@ setup(
     ],
     extras_require={
         "demo": ["scikit-image>=0.22"],
-        "dev": ["pytest>=7", "ruff>=0.5", "mypy>=1.10", "types-PyYAML", "types-tqdm", "scikit-image>=0.22"],
+        "wandb": ["wandb>=0.17"],
+        "export": ["onnx>=1.16", "onnxruntime>=1.18"],
+        "dev": [
+            "pytest>=7",
+            "ruff>=0.5",
+            "mypy>=1.10",
+            "types-PyYAML",
+            "types-tqdm",
+            "scikit-image>=0.22",
+            "wandb>=0.17",
+            "onnx>=1.16",
+            "onnxruntime>=1.18",
+        ],
     },
     entry_points={
         "console_scripts": [
@@ -31,6 +43,9 @@ setup(
             "esrforge-video=esrforge.cli.process_video:run",
             "esrforge-preview-degradations=esrforge.cli.preview_degradations:run",
             "esrforge-inspect-model=esrforge.cli.inspect_model:run",
+            "esrforge-interpolate=esrforge.cli.interpolate:run",
+            "esrforge-sweep-checkpoints=esrforge.cli.sweep_checkpoints:run",
+            "esrforge-export=esrforge.cli.export:run",
         ]
     },
 )

@@ -33,6 +33,7 @@ from .images import (
     write_output,
 )
 from .jobs import Job, plan_jobs
+from .onnx_model import OnnxModule, load_onnx
 from .options import TestConfig
 from .tiling import TileOptions, Upscaler
 
@@ -42,11 +43,18 @@ IMAGE_ERRORS = (ValueError, OSError, RuntimeError, cv2.error)
 
 
 def load_model(config: ModelConfig) -> LoadedNetwork:
-    """The generator with the config's weights; without ``networks.generator``, the one the tensors hold."""
+    """The generator with the config's weights; without ``networks.generator``, the one the tensors hold.
+
+    A ``.onnx`` file runs in onnxruntime (:mod:`.onnx_model`); it holds its network, so ``networks.generator``,
+    ``param_key`` and ``strict_load`` do not apply to it.
+    """
     path = config.path
     assert path.pretrain_model_generator is not None, "checked when the config loads"
-    options = config.networks.generator
-    loaded = load_generator(path.pretrain_model_generator, options, path.strict_load, path.param_key)
+    if path.pretrain_model_generator.suffix.lower() == ".onnx":
+        loaded = load_onnx(path.pretrain_model_generator, cuda=bool(config.gpu_ids))
+    else:
+        options = config.networks.generator
+        loaded = load_generator(path.pretrain_model_generator, options, path.strict_load, path.param_key)
     found = loaded.description.scale
     if config.scale is not None and found != config.scale:
         raise ValueError(f"scale: the config says {config.scale}, the checkpoint is a x{found} model")
@@ -74,10 +82,15 @@ def build_upscaler(
     """The :class:`Upscaler` of the config's model (on the device, in the compute dtype) and its description."""
     loaded = load_model(config)
     model, description = loaded.module, loaded.description
-    device = select_device(config.gpu_ids)
-    model.to(device=device, dtype=compute_dtype(config, device, description))
-    if config.channels_last:
-        model.to(memory_format=torch.channels_last)
+    if isinstance(model, OnnxModule):  # its session fixes the device, the export fixed the precision
+        if config.fp16 or config.bf16:
+            log.warning("%s: runs in the precision it was exported in (%s)", model.path, model.info.precision)
+        tiling = model.fit_tiling(tiling)
+    else:
+        device = select_device(config.gpu_ids)
+        model.to(device=device, dtype=compute_dtype(config, device, description))
+        if config.channels_last:
+            model.to(memory_format=torch.channels_last)
     if description.tiling == "discouraged" and tiling.tile_size is not None:
         log.info(
             "%s uses global context: seams may show at tile borders; tile_size: null (--tile 0) "
