@@ -10,7 +10,10 @@
    perceptual loss too when ``--vgg-weights`` names ImageNet VGG19 weights);
 4. upscales Set5 and Set14 with test.py (LR = MATLAB bicubic of the mod-cropped GT) with both models
    and prints PSNR/SSIM-Y against the published bicubic protocol;
-5. writes ``results.md`` and crops (bicubic | L1 | GAN | original) into ``--docs``.
+5. writes ``results.md`` and crops (bicubic | L1 | GAN | original) into ``--docs``;
+6. sweeps network interpolation between the L1 and the GAN model on Set14 (``interpolate.py --sweep``:
+   PSNR/SSIM-Y, and LPIPS with ``--lpips``, which needs torchvision's AlexNet weights in its cache) and
+   writes the table, the plot and the crop grid into ``--docs/interpolation``.
 
 Everything it writes besides ``--docs`` goes under ``datasets/experiment`` and ``experiments/``. Rerunning
 resumes finished stages (delete those folders to start over).
@@ -27,6 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "codes"))
 
+from esrforge.cli import interpolate as interpolate_cli  # noqa: E402
 from esrforge.cli import test as test_cli  # noqa: E402
 from esrforge.cli.train import train  # noqa: E402
 from esrforge.data.chunks import ChunkOptions, run_chunking  # noqa: E402
@@ -126,6 +130,21 @@ def table(benchmark: Path, results: dict[str, dict[str, list[ImageScore]]]) -> s
     return "\n".join(lines) + "\n"
 
 
+def sweep(l1: Path, gan: Path, benchmark: Path, out: Path, lpips: bool) -> str:
+    """Interpolation between the two models on Set14; the markdown table of its scores."""
+    metrics = "psnr_y,ssim_y" + (",lpips_alex" if lpips else "")
+    args = ["--a", str(l1), "--b", str(gan), "--sweep", "0:1:0.2", "--gt", str(benchmark / "Set14")]
+    if interpolate_cli.main([*args, "--out", str(out), "--metrics", metrics, "--device", "cpu"]) != 0:
+        raise SystemExit("interpolate.py failed")
+    rows = (out / "interpolation.csv").read_text().splitlines()
+    header = rows[0].split(",")[1:]
+    lines = ["| " + " | ".join(header) + " |", "|" + " ---: |" * len(header)]
+    for text in rows[1:]:
+        cells = text.split(",")[1:]
+        lines.append("| " + " | ".join([cells[0]] + [f"{float(c):.4f}" for c in cells[1:]]) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -134,6 +153,9 @@ def main() -> None:
     parser.add_argument("--l1-steps", type=int, default=2000)
     parser.add_argument("--gan-steps", type=int, default=500)
     parser.add_argument("--vgg-weights", type=Path, help="ImageNet VGG19 weights: adds the perceptual loss")
+    parser.add_argument(
+        "--lpips", action="store_true", help="score LPIPS too (AlexNet weights in torchvision's cache)"
+    )
     parser.add_argument("--docs", type=Path, default=REPO / "docs" / "experiment")
     args = parser.parse_args()
     setup_logging()
@@ -162,6 +184,8 @@ def main() -> None:
     report = table(benchmark, results)
     report += f"\nL1 stage: {args.l1_steps} steps, {l1_minutes:.1f} min; GAN stage: {args.gan_steps} steps, {gan_minutes:.1f} min"
     report += f" ({'with' if args.vgg_weights else 'without'} the perceptual loss).\n"
+    report += "\nNetwork interpolation on Set14, (1 - alpha) L1 + alpha GAN:\n\n"
+    report += sweep(l1_model, gan_model, benchmark, args.docs / "interpolation", args.lpips)
     atomic_write_text(args.docs / "results.md", report)
     log.info("\n%s\ncrops: %s", report, ", ".join(str(p) for p in pictures))
 
