@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -172,3 +176,49 @@ def test_full_image_dataset_crops_to_a_multiple_of_the_scale(tmp_path):
     assert grey["hq"].shape == (3, 16, 16) and torch.equal(grey["hq"][0], grey["hq"][2])
     limited = FullImageDataset(ValDatasetOptions(type="FullImageDataset", dataroot=folder, max_images=2), 4)
     assert len(limited) == 2
+
+
+KILLED_PARENT = """
+import os, signal, sys, time
+sys.path.insert(0, {codes!r})
+import torch
+from torch.utils.data import DataLoader, Dataset
+from esrforge.data.loader import make_val_loader
+
+class Slow(Dataset):
+    def __len__(self):
+        return 2
+    def __getitem__(self, index):
+        with open({pid_file!r}, "w") as handle:
+            handle.write(str(os.getpid()))
+        time.sleep(120)  # busy in an item: PyTorch's own watchdog cannot notice the parent's death
+        return torch.zeros(1)
+
+iterator = iter(make_val_loader(Slow()))
+while not os.path.exists({pid_file!r}) or not open({pid_file!r}).read():
+    time.sleep(0.01)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_loader_workers_die_with_a_killed_parent(tmp_path):
+    pid_file = tmp_path / "worker.pid"
+    script = tmp_path / "parent.py"
+    script.write_text(
+        KILLED_PARENT.format(codes=str(Path(__file__).parents[1] / "codes"), pid_file=str(pid_file))
+    )
+    parent = subprocess.run([sys.executable, str(script)], stderr=subprocess.PIPE, text=True, timeout=120)
+    assert parent.returncode == -signal.SIGKILL, parent.stderr[-2000:]  # stderr closed: no worker holds it
+    worker = int(pid_file.read_text())
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{worker}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (
+        not Path(f"/proc/{worker}/status").exists() or "zombie" in Path(f"/proc/{worker}/status").read_text()
+    )
+
+
+def test_a_worker_whose_parent_is_already_gone_exits_at_start():
+    code = "from esrforge.data.loader import die_with_parent; die_with_parent(-1); print('still running')"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "still running" not in done.stdout

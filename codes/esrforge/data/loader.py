@@ -6,11 +6,19 @@ It yields :class:`SampleKey` ``(index, epoch, seed)``; the dataset seeds its per
 (crop position, flips) from the key, so a sample depends only on the key, never on the worker count
 or on which worker loads it. :class:`TrainLoader` counts the batches handed to the training loop, so
 its ``state_dict()`` is the position after them even though workers have prefetched further.
+
+Loader workers die with the process that started them (:func:`die_with_parent`): a training run killed
+at any instant leaves no worker behind.
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import math
+import os
+import signal
+import sys
 from collections.abc import Iterator, Mapping, Sized
 from dataclasses import dataclass
 from typing import Any, cast
@@ -135,6 +143,28 @@ def distributed_rank() -> tuple[int, int]:
     return 0, 1
 
 
+PR_SET_PDEATHSIG = 1
+"""prctl(2) option: the signal this process gets when the thread that created it exits (Linux)."""
+
+
+def die_with_parent(parent: int, worker_id: int = 0) -> None:
+    """Worker init: SIGKILL this worker when ``parent`` dies, and exit now if it is already gone.
+
+    PyTorch's workers poll for a dead parent, but their watchdog records the parent's pid only after
+    start-up, so a parent killed while a worker starts leaves that worker waiting forever (holding its
+    memory, and the terminal's or a pipe's stderr open). Elsewhere than Linux the check at start is all.
+    """
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(0)
+
+
+def worker_init() -> functools.partial[None]:
+    """The ``worker_init_fn`` of every loader: :func:`die_with_parent` of this process."""
+    return functools.partial(die_with_parent, os.getpid())
+
+
 def make_train_loader(
     dataset: Dataset, options: TrainDatasetOptions, *, seed: int, device: torch.device | str = "cpu"
 ) -> TrainLoader:
@@ -155,6 +185,7 @@ def make_train_loader(
         prefetch_factor=options.prefetch_factor if workers > 0 else None,
         pin_memory=torch.device(device).type == "cuda",
         drop_last=True,
+        worker_init_fn=worker_init() if workers > 0 else None,
     )
     return TrainLoader(loader, sampler, options.batch_size)
 
@@ -165,4 +196,4 @@ def make_val_loader(dataset: Dataset, rank: int = 0, world_size: int = 1) -> Dat
     Under torch.distributed each process takes every ``world_size``-th image from ``rank`` on.
     """
     shard = list(range(rank, len(cast(Sized, dataset)), world_size))
-    return DataLoader(dataset, batch_size=1, sampler=shard, num_workers=1)
+    return DataLoader(dataset, batch_size=1, sampler=shard, num_workers=1, worker_init_fn=worker_init())
