@@ -9,6 +9,7 @@ import json
 import re
 from pathlib import Path
 
+import cv2
 import pytest
 import torch
 import yaml
@@ -18,11 +19,13 @@ from safetensors.torch import save_file
 from conftest import tensors_equal, tiny_gan_config, to_esrgan_names, write_blocky_images
 from esrforge.cli import export, interpolate, sweep_checkpoints
 from esrforge.cli.common import run_program
+from esrforge.cli.test import main as upscale_main
 from esrforge.cli.train import main as train
-from esrforge.data.imageio import read_image
+from esrforge.data.imageio import read_image, write_image
 from esrforge.fields.errors import OptionError
 from esrforge.inference.scoring import folder_set, means, score_set, val_loader
 from esrforge.metrics import build_metric, metric_named
+from esrforge.metrics.evaluate import evaluate_folder
 from esrforge.networks import RRDBNet, RRDBNetOptions, SRVGGNetCompactOptions, build_network, load_generator
 from esrforge.networks.saved import read_metadata, save_generator
 from esrforge.options.loader import load_config_data
@@ -265,3 +268,29 @@ def test_validation_sets_and_metrics_are_checked_when_the_config_loads(tmp_path,
     assert "logger.wandb: needs the wandb package: pip install wandb" in error(
         logger={"wandb": {"mode": "offline"}}
     )
+
+
+def test_validation_scores_a_set_as_test_py_and_evaluate_do_grey_images_included(tmp_path):
+    """The published protocol scores a single-channel GT (Set14's bridge) on its one channel, as
+    test.py's grey output; validation and sweeps must give the same figures, not the Y of three copies."""
+    write_blocky_images(tmp_path / "gt", count=2, size=48)
+    colour = read_image(tmp_path / "gt" / "img0.png")
+    write_image(tmp_path / "gt" / "grey.png", cv2.cvtColor(colour, cv2.COLOR_RGB2GRAY))
+    model = tmp_path / "model.pth"
+    tiny_checkpoint(model, seed=3)
+    argv = ["--model", str(model), "--input", str(tmp_path / "gt"), "--output", str(tmp_path / "sr")]
+    assert run_program(lambda: upscale_main([*argv, "--downscale-gt", "--cpu"])) == 0
+    published = {s.name: s for s in evaluate_folder(tmp_path / "gt", tmp_path / "sr", 2, 2)}
+    loaded = load_generator(model)
+    metrics = [build_metric(metric_named(name), 2) for name in ("psnr_y", "ssim_y", "psnr_rgb")]
+    for name in ("grey.png", "img0.png", "img1.png"):
+        (tmp_path / "one").mkdir(exist_ok=True)
+        for old in (tmp_path / "one").iterdir():
+            old.unlink()
+        (tmp_path / "one" / name).write_bytes((tmp_path / "gt" / name).read_bytes())
+        loader = val_loader(folder_set(tmp_path / "one"), 2)
+        scores = means(score_set(loaded.module, loader, metrics, loaded.description, None), metrics)
+        expected = published[Path(name).stem]
+        assert scores["psnr_y"] == pytest.approx(expected.psnr_y, abs=1e-4), name
+        assert scores["ssim_y"] == pytest.approx(expected.ssim_y, abs=1e-5), name
+        assert scores["psnr_rgb"] == pytest.approx(expected.psnr_rgb, abs=1e-4), name

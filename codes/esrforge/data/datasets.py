@@ -16,10 +16,10 @@ import torch
 from torch.utils.data import Dataset
 
 from .base import DATASETS, TrainDatasetOptions, ValDatasetOptions
-from .imageio import round_to_dtype, to_float
+from .imageio import read_image, round_to_dtype, to_float
 from .imresize import imresize
 from .loader import SampleKey
-from .sources import ImageItem, check_lr_size, load_items, pair_with_lr, read_rgb, scan_folder
+from .sources import ImageItem, check_lr_size, load_items, pair_with_lr, read_rgb, scan_folder, to_rgb
 
 log = logging.getLogger(__name__)
 
@@ -179,18 +179,20 @@ def crop_to_scale(hr: np.ndarray, scale: int, path: Path) -> np.ndarray:
 
 
 class ValSample(TypedDict):
-    """One validation image: LR and HR as float32 ``C x H x W`` in [0, 1], and its name."""
+    """One validation image: LR and HR as float32 ``C x H x W`` in [0, 1], its name, and whether the HR
+    file is single-channel (its three channels are copies; metrics score it on its one channel)."""
 
     lq: torch.Tensor
     hq: torch.Tensor
     name: str
+    grey: bool
 
 
 @DATASETS.register(ValDatasetOptions, name="FullImageDataset")
 class FullImageDataset(Dataset[ValSample]):
     """Whole HR images cropped to a multiple of the scale (top-left), with LR by MATLAB bicubic in 8 bits.
 
-    Returns ``{"lq", "hq", "name"}``; ``name`` is the path relative to dataroot without suffix. With
+    Returns ``{"lq", "hq", "name", "grey"}``; ``name`` is the path relative to dataroot without suffix. With
     ``dataroot_lq`` the LR images are read instead (same relative names).
     """
 
@@ -209,7 +211,9 @@ class FullImageDataset(Dataset[ValSample]):
 
     def __getitem__(self, index: int) -> ValSample:
         item, scale = self.items[index], self.scale
-        hr = read_rgb(item.hr)
+        raw = read_image(item.hr)
+        grey = raw.ndim == 2 or raw.shape[2] <= 2  # grey, or grey and alpha
+        hr = to_rgb(raw, item.hr)
         lr = None if item.lr is None else read_rgb(item.lr)
         if lr is not None:
             check_lr_size(hr, lr, scale, item.lr or item.hr)
@@ -220,4 +224,4 @@ class FullImageDataset(Dataset[ValSample]):
             lr = round_to_dtype(imresize(hr.astype(np.float64) * to_8bit, 1.0 / scale), np.uint8)
         else:
             lr = lr[: height // scale, : width // scale]
-        return ValSample(lq=to_tensor(lr), hq=to_tensor(hr), name=item.name)
+        return ValSample(lq=to_tensor(lr), hq=to_tensor(hr), name=item.name, grey=grey)

@@ -21,6 +21,10 @@ OnImage = Callable[[int, dict[str, Any], Tensor], None]
 """Called with the image's index in the loader, its sample (lq, hq, name) and the [0, 1] output."""
 
 
+LUMA_WEIGHTS = (4899.0, 9617.0, 1868.0)
+"""OpenCV's fixed-point RGB-to-grey weights (0.299, 0.587, 0.114 times 2**14)."""
+
+
 def val_loader(options: ValDatasetOptions, scale: int, rank: int = 0, world_size: int = 1) -> DataLoader[Any]:
     """The loader of one validation set (this process's share of its images)."""
     return make_val_loader(build_dataset(options, scale), rank, world_size)
@@ -54,12 +58,22 @@ def score_set(
     for index, sample in enumerate(bar):
         lq, hq = sample["lq"].to(device), sample["hq"].to(device)
         sr = upscale(model, lq, tile=tile, description=description).float().clamp(0, 1)
-        values = [metric(sr, hq).sum() for metric in metrics]
+        scored = (luma(sr), hq[:, :1]) if bool(sample["grey"].all()) else (sr, hq)
+        values = [metric(*scored).sum() for metric in metrics]
         sums += torch.stack([*values, torch.tensor(float(len(sr)), dtype=torch.float64, device=device)])
         if on_image is not None:
             on_image(index, sample, sr)
     model.train(was_training)
     return sums
+
+
+def luma(rgb: Tensor) -> Tensor:
+    """``(B, 1, H, W)`` BT.601 luma of ``(B, 3, H, W)`` RGB in [0, 1], computed as ``cv2.COLOR_RGB2GRAY``
+    computes it on the 8-bit image (fixed point, 14 bits): how test.py writes a grey image's output,
+    which the published protocol scores on its one channel."""
+    levels = torch.floor(rgb.clamp(0, 1) * 255 + 0.5)
+    weights = rgb.new_tensor(LUMA_WEIGHTS).reshape(1, 3, 1, 1)
+    return torch.floor(((levels * weights).sum(1, keepdim=True) + 8192) / 16384) / 255
 
 
 def means(sums: Tensor, metrics: Sequence[Metric[Any]]) -> dict[str, float]:

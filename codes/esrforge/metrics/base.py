@@ -68,16 +68,19 @@ class Metric(nn.Module, Generic[OptionsT]):
         return self.options.name
 
     def measure(self, sr: Tensor, hq: Tensor) -> Tensor:
-        """One value per image, shape ``(B,)``, of prepared ``(B, 3, H, W)`` batches in [0, 1]."""
+        """One value per image, shape ``(B,)``, of prepared ``(B, C, H, W)`` batches in [0, 1]: C is 3, or 1
+        for a grey image (pixel metrics score its one channel; perceptual ones get it as RGB)."""
         raise NotImplementedError
 
     def forward(self, sr: Tensor, hq: Tensor) -> Tensor:
-        """Score ``sr`` against ``hq`` (same shape, values in [0, 1]): one float64 value per image."""
+        """Score ``sr`` against ``hq`` (same shape, RGB or grey, values in [0, 1]): one float64 value per image."""
         if sr.shape != hq.shape:
             raise ValueError(f"{self.name}: output {tuple(sr.shape)} and target {tuple(hq.shape)} differ")
         c = self.crop
         if c and min(sr.shape[-2:]) <= 2 * c:
             raise ValueError(f"{self.name}: crop_border {c} does not fit images of shape {tuple(sr.shape)}")
+        if sr.shape[1] == 1 and self.perceptual:  # a grey image: perceptual networks take RGB
+            sr, hq = sr.expand(-1, 3, -1, -1), hq.expand(-1, 3, -1, -1)
         sr, hq = (quantize(x) for x in (sr, hq))
         if c:
             sr, hq = sr[..., c:-c, c:-c], hq[..., c:-c, c:-c]
