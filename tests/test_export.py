@@ -227,6 +227,11 @@ def swinir() -> nn.Module:
         ("format", ["--format", "tflite"], "--format tflite: unknown format; expected onnx"),
         ("suffix", [], "model.pt: expected a file name ending in .onnx"),
         (
+            "onnx-only",
+            ["--format", "safetensors", "--fp16"],
+            "model.safetensors: --fp16: only for --format onnx",
+        ),
+        (
             "multiple",
             ["--size", "30", "30"],
             "RRDBNet cannot take a fixed 30x30 input: expected height and width multiples of 4",
@@ -247,6 +252,8 @@ def test_export_errors_are_one_line_naming_the_file_and_write_nothing(
         torch.save(NETWORKS["RRDBNet-x1"]().state_dict(), model)
     if case == "suffix":
         output = tmp_path / "out" / "model.pt"
+    elif case == "onnx-only":
+        output = tmp_path / "out" / "model.safetensors"
     argv = ["--model", str(model), "--output", str(output), *flags]
     assert run_program(lambda: export_main(argv)) == 2
     line = error_line(caplog)

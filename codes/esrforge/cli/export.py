@@ -29,6 +29,7 @@ from .common import exit_with
 
 log = logging.getLogger("esrforge")
 FORMATS = {"onnx": ".onnx", "safetensors": ".safetensors"}
+ONNX_FLAGS = {"--fp16": "fp16", "--dynamic": "dynamic", "--size": "size", "--tile": "tile"}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -88,6 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if args.output.suffix.lower() != suffix:
         raise ValueError(f"{args.output}: expected a file name ending in {suffix} for --format {args.format}")
+    onnx_only = [flag for flag, value in ONNX_FLAGS.items() if getattr(args, value)]
+    if args.format != "onnx" and onnx_only:
+        raise ValueError(f"{args.output}: {', '.join(onnx_only)}: only for --format onnx")
     loaded = load_generator(args.model, key=args.param_key)
     if args.format == "safetensors":
         write_safetensors(loaded, args.model, args.output)
