@@ -37,10 +37,12 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "codes"))
 
+from esrforge.devices import cpu_has_bf16
 from esrforge.inference import DEFAULT_OVERLAP, DEFAULT_PAD, TileOptions, Upscaler
 from esrforge.inference.grid import TileGrid
+from esrforge.inference.runner import MIN_AUTO_BF16_PSNR
 from esrforge.inference.seams import realish_rrdb, seam_errors
-from esrforge.networks import RRDBNet, RRDBNetOptions, SRVGGNetCompact, SRVGGNetCompactOptions
+from esrforge.networks import RRDBNet, RRDBNetOptions, SRVGGNetCompact, SRVGGNetCompactOptions, load_generator
 from esrforge.probes import psnr, smooth_image
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -148,31 +150,43 @@ def throughput(args: argparse.Namespace, device: torch.device) -> None:
 
 
 def precisions(args: argparse.Namespace) -> None:
-    """CPU: fp32 NCHW vs fp32 channels_last vs bf16 channels_last, with bf16's error on a real-ish model."""
+    """CPU: fp32 NCHW vs fp32 channels_last vs bf16 channels_last, with bf16's error, on a real-ish model
+    and on the trained checkpoints of ``--trained``; and what test.py's automatic choice picks."""
     size = 48 if args.quick else 96
     image = smooth_image(size, size)[None]
-    model = build_model(args.nb, torch.device("cpu"), torch.float32, realish=True)
-    reference = None
-    print(f"\n== CPU precisions, {size}x{size} input, x4 RRDBNet 64/{args.nb}/32 (real-ish weights)")
-    for label, dtype, memory_format in (
-        ("fp32 NCHW", torch.float32, torch.contiguous_format),
-        ("fp32 channels_last", torch.float32, torch.channels_last),
-        ("bf16 channels_last", torch.bfloat16, torch.channels_last),
-    ):
-        net = model.to(dtype=dtype).to(memory_format=memory_format)
-        x = image.to(dtype=dtype).contiguous(memory_format=memory_format)
-        with torch.inference_mode():
-            net(x)  # oneDNN builds its kernels for this shape on the first call
-            seconds = best_time(partial(net, x), args.repeats)
-            out = net(x).float()
-        line = f"{label:>20}: {seconds:7.2f} s"
-        if reference is None:
-            reference = out
-        else:
-            err = (out - reference).abs() * 255
-            line += f"  vs fp32: max {err.max():.2f}/255, {float((err > 1).float().mean()) * 100:.2f}% > 1/255, {psnr(out, reference):.1f} dB"
-        print(line)
-        model = net.float()
+    models = {
+        f"RRDBNet 64/{args.nb}/32 x4 (real-ish weights)": build_model(
+            args.nb, torch.device("cpu"), torch.float32, realish=True
+        )
+    }
+    models.update({str(path): load_generator(path).module.eval() for path in args.trained})
+    print(f"\n== CPU precisions, {size}x{size} input; this CPU has bf16 instructions: {cpu_has_bf16()}")
+    for name, model in models.items():
+        print(f"-- {name}")
+        reference, quality = None, 0.0
+        for label, dtype, memory_format in (
+            ("fp32 NCHW", torch.float32, torch.contiguous_format),
+            ("fp32 channels_last", torch.float32, torch.channels_last),
+            ("bf16 channels_last", torch.bfloat16, torch.channels_last),
+        ):
+            net = model.to(dtype=dtype).to(memory_format=memory_format)
+            x = image.to(dtype=dtype).contiguous(memory_format=memory_format)
+            with torch.inference_mode():
+                net(x)  # oneDNN builds its kernels for this shape on the first call
+                seconds = best_time(partial(net, x), args.repeats)
+                out = net(x).float().clamp(0, 1)
+            line = f"{label:>20}: {seconds:7.2f} s"
+            if reference is None:
+                reference = out
+            else:
+                err = (out - reference).abs() * 255
+                quality = psnr(out, reference)
+                line += f"  vs fp32: max {err.max():.2f}/255, {float((err > 1).float().mean()) * 100:.2f}% > 1/255, {quality:.1f} dB"
+            print(line)
+        choice = "bf16" if cpu_has_bf16() and quality >= MIN_AUTO_BF16_PSNR else "fp32"
+        print(
+            f"{'automatic choice':>20}: {choice} (bf16 when the CPU has it and >= {MIN_AUTO_BF16_PSNR:.0f} dB)"
+        )
 
 
 def peak_rss_mib() -> float:
@@ -327,6 +341,9 @@ def parse_args() -> argparse.Namespace:
         type=int,
         default=None,
         help="tile size of the tiled runs (default 256, quick 128; at most half the input)",
+    )
+    parser.add_argument(
+        "--trained", type=Path, nargs="*", default=[], help="trained checkpoints for the precisions section"
     )
     parser.add_argument("--batch", type=int, default=1, help="tiles per forward pass")
     parser.add_argument("--pad", type=int, default=DEFAULT_PAD, help="context pixels per tile side")

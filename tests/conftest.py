@@ -159,3 +159,10 @@ def random_imagenet(monkeypatch: pytest.MonkeyPatch) -> None:
         return {f"features.{k}": v for k, v in features.state_dict().items()}
 
     monkeypatch.setattr("esrforge.pretrained.imagenet_state_dict", random_state)
+
+
+@pytest.fixture(autouse=True)
+def no_automatic_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inference runs in fp32 unless a test asks otherwise: the CPUs that run the suite differ in whether
+    they have bf16 instructions, and with them inference would pick bf16 by itself."""
+    monkeypatch.setattr("esrforge.inference.runner.cpu_has_bf16", lambda: False)

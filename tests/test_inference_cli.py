@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -268,3 +269,32 @@ def test_images_whose_outputs_would_share_a_name_are_all_upscaled(tmp_path, chec
     assert read_image(out / "photo.jpg_x4.png").mean() > read_image(out / "photo.png_x4.png").mean()
     assert "photo.jpg -> photo.jpg_x4.png, photo.png -> photo.png_x4.png" in caplog.text
     assert "2 named <name>.<source ext>_<suffix> as their names collide" in caplog.text
+
+
+def test_bf16_is_picked_by_itself_on_cpus_that_have_it_when_close_to_fp32(
+    tmp_path, checkpoint, images, caplog, monkeypatch
+):
+    image = images / "a.png"
+    monkeypatch.setattr("esrforge.inference.runner.cpu_has_bf16", lambda: True)
+    assert run("--model", checkpoint, "--input", image, "-o", tmp_path / "auto", "--cpu") == 0
+    assert re.search(
+        r"bf16 on this CPU \(AVX-512-BF16/AMX\): [0-9.]+ dB PSNR from fp32 on a probe image", caplog.text
+    )
+    assert run("--model", checkpoint, "--input", image, "-o", tmp_path / "bf16", "--bf16", "--cpu") == 0
+    assert np.array_equal(
+        read_image(tmp_path / "auto" / "a_x4.png"), read_image(tmp_path / "bf16" / "a_x4.png")
+    )
+    caplog.clear()
+    assert run("--model", checkpoint, "--input", image, "-o", tmp_path / "fp32", "--fp32", "--cpu") == 0
+    assert "probe image" not in caplog.text  # no probe: fp32 as asked
+    # a model that bf16 changes too much stays in fp32, and the log says why
+    monkeypatch.setattr("esrforge.inference.runner.MIN_AUTO_BF16_PSNR", 500.0)
+    assert run("--model", checkpoint, "--input", image, "-o", tmp_path / "strict", "--cpu") == 0
+    assert "fp32: bf16 would be" in caplog.text and "under 500 dB (--bf16 forces it)" in caplog.text
+    assert np.array_equal(
+        read_image(tmp_path / "strict" / "a_x4.png"), read_image(tmp_path / "fp32" / "a_x4.png")
+    )
+    assert (
+        run("--model", checkpoint, "--input", image, "-o", tmp_path / "x", "--fp32", "--bf16", "--cpu") == 2
+    )
+    assert "fp32: expected fp32 without fp16 or bf16" in caplog.text

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+from pathlib import Path
 
 import torch
 
@@ -30,3 +32,20 @@ def select_device(gpu_ids: list[int], local_rank: int = 0) -> torch.device:
         raise ValueError(f"gpu_ids: device {index} does not exist; this machine has {count} CUDA device(s)")
     torch.cuda.set_device(index)
     return torch.device("cuda", index)
+
+
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+"""/proc/cpuinfo flags of the instructions that make bfloat16 convolutions faster than float32."""
+
+
+@functools.cache
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has AVX-512-BF16 or AMX-BF16 (read from /proc/cpuinfo; False where there is none)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    flags = next(
+        (line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []
+    )
+    return any(flag in flags for flag in BF16_CPU_FLAGS)

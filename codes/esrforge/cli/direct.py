@@ -28,6 +28,7 @@ MODEL_FLAGS = {
     "tile_batch": "inference.tile_batch_size",
     "half": "fp16",
     "bf16": "bf16",
+    "fp32": "fp32",
     "cpu": "gpu_ids",
 }
 """The flags :func:`add_model_arguments` adds, and their config keys."""
@@ -66,6 +67,9 @@ def add_model_arguments(group: argparse._ArgumentGroup, unit: str) -> None:
     group.add_argument("--half", action="store_true", help="float16 on CUDA")
     group.add_argument(
         "--bf16", action="store_true", help="bfloat16 (only fast on GPUs and AVX-512-BF16/AMX CPUs)"
+    )
+    group.add_argument(
+        "--fp32", action="store_true", help="float32 only (no automatic bf16 on AVX-512-BF16/AMX CPUs)"
     )
     group.add_argument("--cpu", action="store_true", help="run on the CPU even when CUDA is available")
 

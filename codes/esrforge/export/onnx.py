@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from ..fileio import atomic_write_bytes
 from ..networks import Description, LoadedNetwork, SpandrelModel
-from ..probes import psnr, smooth_image
+from ..probes import probe_input, probe_side, psnr
 from . import require_package
 from .metadata import Precision, to_props
 from .shuffle import four_d_unshuffle
@@ -89,14 +89,14 @@ def export_onnx(
     module = loaded.module.eval()
     _check_request(loaded, size, fp16, name)
     traced, probe = (size, size) if size is not None else dynamic_sizes(description)
-    data = _trace(module, example_input(description, traced), size is None, name)
+    data = _trace(module, probe_input(description, traced), size is None, name)
     model = onnx.load_from_string(data)
     if fp16:
         model = to_float16(model)
     rank = check_ranks(model, name)
     onnx.helper.set_model_props(model, to_props(loaded, precision, size))
     data = model.SerializeToString()
-    quality = onnxruntime_psnr(module, data, example_input(description, probe))
+    quality = onnxruntime_psnr(module, data, probe_input(description, probe))
     if quality < MIN_PSNR[precision]:
         hint = "; it may overflow in fp16: export it without --fp16" if fp16 else ""
         raise ValueError(
@@ -148,16 +148,9 @@ def _check_request(loaded: LoadedNetwork, size: tuple[int, int] | None, fp16: bo
 def dynamic_sizes(description: Description) -> tuple[tuple[int, int], tuple[int, int]]:
     """The input size a dynamic export is traced at, and the other (non-square) one it is checked at."""
     m = description.size_multiple
-    side = m * math.ceil(max(EXAMPLE_SIDE, description.min_size) / m)
+    side = probe_side(description, EXAMPLE_SIDE)
     step = m * math.ceil(8 / m)
     return (side, side), (side + step, side + 2 * step)
-
-
-def example_input(description: Description, size: tuple[int, int]) -> Tensor:
-    """A ``(1, in_channels, H, W)`` smooth image in [0, 1] (RGB channels repeated for more than three)."""
-    image = smooth_image(*size)
-    channels = description.in_channels
-    return image.repeat(-(-channels // 3), 1, 1)[:channels][None]
 
 
 def _first_line(error: BaseException) -> str:

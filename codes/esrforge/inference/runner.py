@@ -6,6 +6,7 @@ the run's exit code is 1 when any failed.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -16,13 +17,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from torch import nn
 from tqdm import tqdm
 
 from ..data.imageio import to_uint8
-from ..devices import select_device
+from ..devices import cpu_has_bf16, select_device
 from ..metrics.evaluate import ImageScore, align_to_gt, format_table, score_pair, write_csv
 from ..networks import Description, LoadedNetwork, load_generator
 from ..options.model import ModelConfig
+from ..probes import probe_input, probe_side, psnr
 from .images import (
     InputImage,
     compose,
@@ -76,6 +79,41 @@ def compute_dtype(config: ModelConfig, device: torch.device, description: Descri
     return wanted
 
 
+MIN_AUTO_BF16_PSNR = 45.0
+"""Least PSNR (dB) of bf16's output from fp32's on a probe image for inference to pick bf16 by itself."""
+PROBE_SIDE = 64
+
+
+def automatic_bf16(
+    config: ModelConfig, model: nn.Module, description: Description, device: torch.device
+) -> bool:
+    """Whether to run in bf16 unasked: on a CPU with AVX-512-BF16/AMX (2-4x faster than fp32 there), when
+    no precision is set and a probe image's output stays within :data:`MIN_AUTO_BF16_PSNR` of fp32's."""
+    if device.type != "cpu" or config.fp32 or config.fp16 or config.bf16 or not cpu_has_bf16():
+        return False
+    if not description.supports(torch.bfloat16):
+        return False
+    side = probe_side(description, PROBE_SIDE)
+    probe = probe_input(description, (side, side)).to(device)
+    with torch.inference_mode():
+        full = model(probe).float().clamp(0, 1)
+        # a copy: casting the model itself to bf16 and back would round its weights
+        half = copy.deepcopy(model).to(dtype=torch.bfloat16)(probe.bfloat16()).float().clamp(0, 1)
+    quality = psnr(half, full)
+    if quality < MIN_AUTO_BF16_PSNR:
+        log.info(
+            "fp32: bf16 would be %.1f dB PSNR from fp32 on a probe image, under %.0f dB (--bf16 forces it)",
+            quality,
+            MIN_AUTO_BF16_PSNR,
+        )
+        return False
+    log.info(
+        "bf16 on this CPU (AVX-512-BF16/AMX): %.1f dB PSNR from fp32 on a probe image; --fp32 keeps fp32",
+        quality,
+    )
+    return True
+
+
 def build_upscaler(
     config: ModelConfig, tiling: TileOptions, progress: bool = False
 ) -> tuple[Upscaler, Description]:
@@ -88,9 +126,13 @@ def build_upscaler(
         tiling = model.fit_tiling(tiling)
     else:
         device = select_device(config.gpu_ids)
-        model.to(device=device, dtype=compute_dtype(config, device, description))
+        dtype = compute_dtype(config, device, description)
         if config.channels_last:
             model.to(memory_format=torch.channels_last)
+        model.to(device=device)
+        if dtype == torch.float32 and automatic_bf16(config, model, description, device):
+            dtype = torch.bfloat16
+        model.to(dtype=dtype)
     if description.tiling == "discouraged" and tiling.tile_size is not None:
         log.info(
             "%s uses global context: seams may show at tile borders; tile_size: null (--tile 0) "

@@ -48,7 +48,12 @@ class ModelConfig:
         factory=lambda: [0], doc="CUDA devices to use (inference: the first); []: the CPU"
     )
     fp16: bool = option(False, doc="float16 on CUDA (inference on the CPU: fp32 with a warning)")
-    bf16: bool = option(False, doc="bfloat16 (CUDA, or CPUs with AVX-512-BF16/AMX; slower on others)")
+    bf16: bool = option(
+        False,
+        doc="bfloat16 (CUDA, or CPUs with AVX-512-BF16/AMX; slower on others); inference on such CPUs picks "
+        "it by itself when it stays within 45 dB of fp32",
+    )
+    fp32: bool = option(False, doc="float32 only: no automatic bf16 on CPUs with AVX-512-BF16/AMX")
     channels_last: bool = option(True, doc="run convolutions in channels_last memory format")
     networks: GeneratorSection = option(factory=GeneratorSection, doc="the network")
     path: WeightsSection = option(factory=WeightsSection, doc="the generator weights")
@@ -58,6 +63,7 @@ class ModelConfig:
             require(self.scale >= 1, "scale", "a positive upscaling factor or null", self.scale)
         require(all(i >= 0 for i in self.gpu_ids), "gpu_ids", "device indices >= 0", self.gpu_ids)
         require(not (self.fp16 and self.bf16), "bf16", "fp16 and bf16 not both true", self.bf16)
+        require(not (self.fp32 and (self.fp16 or self.bf16)), "fp32", "fp32 without fp16 or bf16", self.fp32)
         generator = self.networks.generator
         if generator is not None and self.scale is not None:
             try:
