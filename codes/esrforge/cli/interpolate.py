@@ -22,12 +22,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..data.imageio import to_uint8, write_image
 from ..inference.scoring import folder_set, val_loader
 from ..inference.sweeps import Candidate, crop_grid, score_candidates, write_results
-from ..networks import load_generator
+from ..networks import Description, load_generator
 from ..networks.base import StateDict
 from ..networks.saved import save_generator
 from .common import exit_with
@@ -90,6 +90,7 @@ def interpolate(a: StateDict, b: StateDict, alpha: float) -> StateDict:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    sweep_alphas = alphas(args.sweep) if args.sweep is not None else []  # a bad --sweep fails first
     a = load_generator(args.a)
     try:
         b = load_generator(args.b, options=a.options)
@@ -100,12 +101,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         save_generator(args.output, interpolate(weights_a, weights_b, args.alpha), a.options)
         log.info("wrote %s: %g of %s and %g of %s", args.output, 1 - args.alpha, args.a, args.alpha, args.b)
     if args.sweep is not None:
-        sweep(args, a.module, a.description, weights_a, weights_b)
+        sweep(args, sweep_alphas, a.module, a.description, weights_a, weights_b)
     return 0
 
 
-def sweep(args: argparse.Namespace, module: Any, description: Any, wa: StateDict, wb: StateDict) -> None:
-    """Score every alpha of ``--sweep`` on ``--gt``; write the table, plot and crop grid."""
+def sweep(
+    args: argparse.Namespace,
+    values: list[float],
+    module: nn.Module,
+    description: Description,
+    wa: StateDict,
+    wb: StateDict,
+) -> None:
+    """Score every alpha of ``values`` on ``--gt``; write the table, plot and crop grid."""
     device = torch.device(args.device)
     module.to(device)
     options = folder_set(args.gt, args.lq, name=args.gt.name)
@@ -120,7 +128,7 @@ def sweep(args: argparse.Namespace, module: Any, description: Any, wa: StateDict
             if len(truth) <= index:
                 truth.append(centre(sample["hq"]))
 
-    candidates = [Candidate(alpha, "", partial(interpolate, wa, wb, alpha)) for alpha in alphas(args.sweep)]
+    candidates = [Candidate(alpha, "", partial(interpolate, wa, wb, alpha)) for alpha in values]
     rows = score_candidates(module, description, candidates, sets, metrics, "alphas", keep)
     write_results(rows, metrics, args.out, "interpolation", "alpha")
     crops["HR"] = truth

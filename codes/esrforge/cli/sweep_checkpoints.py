@@ -20,9 +20,9 @@ from ..inference.scoring import val_loader
 from ..inference.sweeps import Candidate, score_candidates, write_results
 from ..networks import build_network, read_state_dict
 from ..options.loader import load_config
-from ..training.degraded_validation import degraded_validation
 from ..training.experiment import ExperimentDirs
 from ..training.state import saved_models
+from ..training.validation import validation_sets
 from .common import exit_with
 from .scoring import add_scoring_arguments, build_metrics, metric_options
 
@@ -62,13 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{dirs.models}: no <step>_{missing[0]}.pth (saved tags: {', '.join(models) or 'none'})"
         )
     device = torch.device(args.device)
-    sets = []
-    for val in config.datasets.val_sets:
-        if val.degrade:  # the run's fixed degraded LR (made again if missing)
-            assert config.datasets.train is not None and config.train is not None
-            seed, folder = config.train.manual_seed, dirs.val_lq / val.label
-            val = degraded_validation(val, config.datasets.train, config.scale, seed, folder, device)
-        sets.append((val, val_loader(val, config.scale)))
+    sets = [(val, val_loader(val, config.scale)) for val in validation_sets(config, dirs, device)]
     options = metric_options(args.metrics) if args.metrics else config.validation.metrics
     metrics = build_metrics(options, config.scale, device)
     module = build_network(config.networks.generator).to(device)

@@ -128,8 +128,15 @@ def write_results(
     plot_panels(panels, folder / f"{stem}.png", stem, x_name)
     first = next(iter(rows[0].scores))
     for name, r in best(rows, metrics).items():
+        series = f" ({r.candidate.series})" if r.candidate.series else ""
         log.info(
-            "best %s on %s: %.4f at %s %s", name, first, r.scores[first][name], x_name, r.candidate.label
+            "best %s on %s: %.4f at %s %g%s",
+            name,
+            first,
+            r.scores[first][name],
+            x_name,
+            r.candidate.x,
+            series,
         )
     log.info("wrote %s and %s", folder / f"{stem}.csv", folder / f"{stem}.png")
 

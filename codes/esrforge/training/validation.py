@@ -171,7 +171,8 @@ class Validator:
         """The closing line's words on the best model: its score, set, step and file."""
         best = self.best.get(self.report)
         if best is None:
-            return f"; no best {self.report} model: no validation ran in the GAN phase"
+            why = "no validation ran in the GAN phase" if self.gans else "no validation gave a score"
+            return f"; no best {self.report} model: {why}"
         path = self.dirs.models / best_file(self.report)
         return (
             f"; best validation {self.report} {best['value']:.4f} on {self.sets[0].label} at step "
@@ -179,18 +180,29 @@ class Validator:
         )
 
 
-def make_validator(config: Config, dirs: ExperimentDirs, dist: DistributedContext) -> Validator | None:
-    """The validator of ``datasets.val`` (None without one, or with ``val_freq: 0``); sets with ``degrade``
-    get their LR made first."""
-    data, sets = config.datasets.train, []
-    if not config.datasets.val_sets or (config.train is not None and not config.train.val_freq):
-        return None
+def validation_sets(
+    config: Config, dirs: ExperimentDirs, device: torch.device, main: bool = True
+) -> list[ValDatasetOptions]:
+    """``datasets.val``'s sets as they are scored: a set with ``degrade`` reads the run's fixed degraded LR
+    from ``val_lq/<set>/`` (made there first by the ``main`` process when missing)."""
+    sets = []
     for val in config.datasets.val_sets:
         if val.degrade:
-            assert data is not None and config.train is not None, "checked when the config loads"
-            seed = config.train.manual_seed
-            folder = dirs.val_lq / val.label
-            val = degraded_validation(val, data, config.scale, seed, folder, dist.device, dist.is_main)
-            dist.barrier()  # the main process has written the LR the others read
-        sets.append(ValSet(val, val_loader(val, config.scale, dist.rank, dist.world_size)))
-    return Validator(sets, config, dirs, dist)
+            assert config.datasets.train is not None and config.train is not None, (
+                "checked when the config loads"
+            )
+            seed, folder = config.train.manual_seed, dirs.val_lq / val.label
+            val = degraded_validation(val, config.datasets.train, config.scale, seed, folder, device, main)
+        sets.append(val)
+    return sets
+
+
+def make_validator(config: Config, dirs: ExperimentDirs, dist: DistributedContext) -> Validator | None:
+    """The validator of ``datasets.val`` (None without one, or with ``val_freq: 0``)."""
+    if not config.datasets.val_sets or (config.train is not None and not config.train.val_freq):
+        return None
+    sets = validation_sets(config, dirs, dist.device, dist.is_main)
+    if any(val.degrade for val in config.datasets.val_sets):
+        dist.barrier()  # the main process has written the LR the others read
+    loaders = [ValSet(val, val_loader(val, config.scale, dist.rank, dist.world_size)) for val in sets]
+    return Validator(loaders, config, dirs, dist)
