@@ -86,12 +86,12 @@ def stage(config_file: Path, overrides: list[str]) -> tuple[Config, Path, float]
 def score(
     model: Path, benchmark: Path, out: Path, extra: tuple[str, ...] = ()
 ) -> tuple[dict[str, list[ImageScore]], dict[str, Path]]:
-    """Upscale Set5 and Set14 with test.py (LR made from the GT, ``extra`` flags added); scores and folders."""
+    """Upscale Set5 and Set14 with test.py in fp32 (LR made from the GT, ``extra`` flags added); scores and folders."""
     scores, folders = {}, {}
     for name in ("Set5", "Set14"):
         folder = out / name
         args = ["--model", str(model), "--input", str(benchmark / name), "--output", str(folder)]
-        if test_cli.main([*args, "--downscale-gt", "--cpu", *extra]) != 0:
+        if test_cli.main([*args, "--downscale-gt", "--cpu", "--fp32", *extra]) != 0:  # scores in fp32
             raise SystemExit(f"test.py failed on {benchmark / name}")
         scores[name], folders[name] = evaluate_folder(benchmark / name, folder, 4, 4), folder
     return scores, folders
