@@ -17,6 +17,7 @@ import argparse
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -56,11 +57,11 @@ class TimedRunner(IterationRunner):
 
     starts: ClassVar[list[float]] = []
 
-    def run(self, lq_tile: torch.Tensor, hq_tile: torch.Tensor, step: int) -> StepResult:
+    def run(self, batches: Sequence[tuple[torch.Tensor, torch.Tensor]], step: int) -> StepResult:
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         TimedRunner.starts.append(time.perf_counter())
-        return super().run(lq_tile, hq_tile, step)
+        return super().run(batches, step)
 
 
 def seconds_per_step(overrides: list[str], warmup: int, steps: int, name: str) -> float:

@@ -15,6 +15,7 @@ import torchvision
 import yaml
 
 from esrforge.data.imageio import write_image
+from esrforge.training.curves import History
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -166,3 +167,42 @@ def no_automatic_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
     """Inference runs in fp32 unless a test asks otherwise: the CPUs that run the suite differ in whether
     they have bf16 instructions, and with them inference would pick bf16 by itself."""
     monkeypatch.setattr("esrforge.inference.runner.cpu_has_bf16", lambda: False)
+
+
+def compare_runs(straight: Path, resumed: Path, step: int) -> None:
+    """Weights (G, G_ema, D), training state, best models and history at ``step`` of two runs are equal."""
+    for name in (f"{step}_G.pth", f"{step}_G_ema.pth", f"{step}_D.pth"):
+        a = torch.load(straight / "models" / name, weights_only=True)
+        b = torch.load(resumed / "models" / name, weights_only=True)
+        assert tensors_equal(a, b), name
+    a = torch.load(straight / "training_state" / f"{step}.state", weights_only=True)
+    b = torch.load(resumed / "training_state" / f"{step}.state", weights_only=True)
+    for key in (
+        "networks",
+        "optimizers",
+        "schedulers",
+        "scalers",
+        "ema",
+        "loader",
+        "pools",
+        "step",
+        "epoch",
+        "best",
+    ):
+        assert tensors_equal(a[key], b[key]), key
+    # The best model of each metric, and the history of every loss and score, are the same too.
+    best = sorted(p.name for p in (straight / "models").glob("best_*_G.pth"))
+    assert best and best == sorted(p.name for p in (resumed / "models").glob("best_*_G.pth"))
+    for name in best:
+        a = torch.load(straight / "models" / name, weights_only=True)
+        assert tensors_equal(a, torch.load(resumed / "models" / name, weights_only=True)), name
+
+    def history(run: Path) -> tuple[list[int], list[dict[str, float]]]:
+        """The steps of its records, and its validation scores (a loss line of a resumed run averages
+        only the steps since the resume: the same weights, another mean)."""
+        records = History(run / "history.jsonl").read()
+        scores = [{k: v for k, v in r.items() if k == "step" or k.startswith("val/")} for r in records]
+        return sorted({r["step"] for r in records}), [r for r in scores if len(r) > 1]
+
+    assert history(straight) == history(resumed) and history(straight)[1]
+    assert (resumed / "curves.png").is_file()

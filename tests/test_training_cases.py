@@ -29,8 +29,8 @@ def record_steps(monkeypatch: pytest.MonkeyPatch) -> list[Record]:
     records: list[Record] = []
     run = IterationRunner.run
 
-    def recorded(self: IterationRunner, lq: torch.Tensor, hq: torch.Tensor, step: int):
-        result = run(self, lq, hq, step)
+    def recorded(self: IterationRunner, batches: list[tuple[torch.Tensor, torch.Tensor]], step: int):
+        result = run(self, batches, step)
         names = set(loss_names(self.losses))
         active = tuple(sorted(k for k in result.values if k in names or k.removeprefix("d_") in names))
         assert self.nets.discriminator is not None
@@ -86,7 +86,13 @@ def test_nonfinite_gradients_of_a_finite_loss_skip_the_step_and_stop(tmp_path, m
         return NanGradient.apply(value) if len(steps) >= 4 else value
 
     monkeypatch.setattr(PixelLoss, "forward", forward)
-    overrides = ["train.max_nonfinite_steps=3", "train.val_freq=0", "train.losses[1].after=100"]
+    # logging every step: the guard reads its flags when the loop logs or saves
+    overrides = [
+        "train.max_nonfinite_steps=3",
+        "train.val_freq=0",
+        "train.losses[1].after=100",
+        "logger.print_freq=1",
+    ]
     assert run_program(lambda: main(["-opt", str(config), "--set", *overrides])) == 1
     run = tmp_path / "experiments" / "run"
     assert sorted(p.name for p in (run / "training_state").iterdir()) == ["3.state", "6.state"]

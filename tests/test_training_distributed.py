@@ -78,14 +78,28 @@ def _worker(rank: int, world_size: int, port: int, out: Path) -> None:
         ctx.broadcast_parameters(manual)
         start = {k: v.clone() for k, v in manual.state_dict().items()}
         ema = ModelEMA(ddp, decay=0.5)
-        optimizers = [torch.optim.SGD(m.parameters(), lr=0.1) for m in (ddp, manual)]
+        # with a gradient penalty's double backward: averaged after it (flat) and during it (bucketed)
+        flat, bucketed = copy.deepcopy(manual), copy.deepcopy(manual)
+        reducer = ctx.gradient_reducer(bucketed, bucket_bytes=16)  # several buckets
+        assert reducer is not None and len(reducer.buckets) > 2
+        models = (ddp, manual, flat, bucketed)
+        optimizers = [torch.optim.SGD(m.parameters(), lr=0.1) for m in models]
         for _ in range(3):
-            batch = torch.randn(3, 2, 5, 5)  # each rank its own data
-            for model, optimizer in zip((ddp, manual), optimizers, strict=True):
+            batch = torch.randn(3, 2, 5, 5, requires_grad=True)  # each rank its own data
+            for model, optimizer in zip(models, optimizers, strict=True):
                 optimizer.zero_grad()
-                model(batch).pow(2).mean().backward()
-                if model is manual:
-                    ctx.average_gradients(manual)
+                output = model(batch)
+                loss = output.pow(2).mean()
+                if model in (flat, bucketed):
+                    (grad,) = torch.autograd.grad(output.sum(), batch, create_graph=True)
+                    loss = loss + grad.pow(2).mean()
+                if model is bucketed:
+                    reducer.arm()
+                loss.backward()
+                if model is bucketed:
+                    reducer.finish()
+                elif model is not ddp:
+                    ctx.average_gradients(model)
                 optimizer.step()
             ema.update(ddp)
         ctx.barrier()
@@ -93,6 +107,8 @@ def _worker(rank: int, world_size: int, port: int, out: Path) -> None:
             "start": start,
             "ddp": dict(unwrap_model(ddp).named_parameters()),
             "manual": dict(manual.named_parameters()),
+            "flat": dict(flat.named_parameters()),
+            "bucketed": dict(bucketed.named_parameters()),
             "ema": dict(ema.module.named_parameters()),
             "mean": ctx.all_reduce_mean(torch.tensor(float(rank))),
             "is_main": ctx.is_main,
@@ -119,10 +135,13 @@ def test_two_gloo_processes_stay_in_step(tmp_path: Path) -> None:
     first, second = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2))
     assert first["ddp"].keys() == first["ema"].keys() and not any("module." in k for k in first["ema"])
     # parameters stay identical; BatchNorm statistics are per process after the last forward
-    for key in ("start", "ddp", "manual", "ema"):
+    for key in ("start", "ddp", "manual", "flat", "bucketed", "ema"):
         for name, value in first[key].items():
             assert torch.equal(value, second[key][name]), (key, name)
     for name, value in first["ddp"].items():  # manual averaging matches DDP
         torch.testing.assert_close(first["manual"][name], value, msg=name)
+    for name, value in first["flat"].items():  # bucketed reduction during the backward: the same sums
+        assert torch.equal(first["bucketed"][name], value), name
+    assert not torch.equal(first["flat"]["0.weight"], first["manual"]["0.weight"])  # the penalty counted
     assert first["mean"].item() == second["mean"].item() == 0.5
     assert (first["is_main"], second["is_main"]) == (True, False)

@@ -70,10 +70,10 @@ def test_out_of_memory_stops_with_advice(tmp_path, monkeypatch, caplog):
     config = tiny_gan_config(tmp_path)
     original = IterationRunner.run
 
-    def run(self, lq, hq, step):
+    def run(self, batches, step):
         if step == 2:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return original(self, lq, hq, step)
+        return original(self, batches, step)
 
     monkeypatch.setattr(IterationRunner, "run", run)
     assert run_program(lambda: main(["-opt", str(config)])) == 1
@@ -106,14 +106,20 @@ def test_nonfinite_losses_stop_training_and_keep_the_checkpoint(tmp_path, monkey
 
     run = steps.IterationRunner.run
 
-    def counted(self, lq, hq, step):
+    def counted(self, batches, step):
         calls["n"] += 1
         if step == 4:
             monkeypatch.setenv("NAN_FROM_NOW", "1")
-        return run(self, lq, hq, step)
+        return run(self, batches, step)
 
     monkeypatch.setattr(steps.IterationRunner, "run", counted)
-    overrides = ["train.max_nonfinite_steps=3", "train.val_freq=0", "train.losses[1].after=100"]
+    # logging every step: the guard reads its flags when the loop logs or saves
+    overrides = [
+        "train.max_nonfinite_steps=3",
+        "train.val_freq=0",
+        "train.losses[1].after=100",
+        "logger.print_freq=1",
+    ]
     assert run_program(lambda: main(["-opt", str(config), "--set", *overrides])) == 1
     states = tmp_path / "experiments" / "run" / "training_state"
     assert sorted(p.name for p in states.iterdir()) == ["3.state", "6.state"]

@@ -110,6 +110,16 @@ class TrainSection:
     max_nonfinite_steps: int = option(
         5, doc="stop after this many consecutive steps with a non-finite loss (each one is skipped)"
     )
+    accumulate_steps: int = option(
+        1,
+        doc="batches whose gradients make one optimiser step (an effective batch this many times "
+        "datasets.train.batch_size per process); niter, the schedule and logging count optimiser steps",
+    )
+    compile: bool | None = option(
+        None,
+        doc="torch.compile the generator, the discriminator (unless a gradient penalty needs its double "
+        "backward) and the losses' networks; null: on CUDA, off on the CPU (where it measured slower)",
+    )
     losses: list[LossOptions] = option(doc="the losses, each with type, weight, after and optional before")
 
     def __post_init__(self) -> None:
@@ -133,6 +143,7 @@ class TrainSection:
             self.max_nonfinite_steps > 0, "max_nonfinite_steps", "a positive count", self.max_nonfinite_steps
         )
         require(len(self.losses) > 0, "losses", "at least one loss", self.losses)
+        require(self.accumulate_steps > 0, "accumulate_steps", "a positive count", self.accumulate_steps)
         require(
             sorted(self.step_order) == ["discriminator", "generator"],
             "step_order",

@@ -6,6 +6,7 @@ process: nothing is initialised, ``wrap`` returns the model and ``all_reduce_mea
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable
@@ -99,6 +100,10 @@ class DistributedContext:
                 [*module.parameters(), *module.buffers()], lambda flat: dist.broadcast(flat, src=0)
             )
 
+    def gradient_reducer(self, module: nn.Module, bucket_bytes: int = 25 * 2**20) -> GradientReducer | None:
+        """A reducer that averages ``module``'s gradients during its backward; None for a single process."""
+        return GradientReducer(module, self.world_size, bucket_bytes) if self.distributed else None
+
     def average_gradients(self, module: nn.Module) -> None:
         """Replace each gradient by its mean over the processes, as DDP would (call after backward).
 
@@ -156,6 +161,11 @@ class DistributedContext:
         """The float32 mean of ``tensor`` over all processes, on this process's device (for logging)."""
         return self.all_reduce_sum(tensor.to(device=self.device, dtype=torch.float32)) / self.world_size
 
+    def stop_vote(self) -> StopVote:
+        """A vote on stopping for the training loop (every process must call this at the same point)."""
+        group = dist.new_group(backend="gloo") if self.distributed else None
+        return StopVote(group if isinstance(group, dist.ProcessGroup) else None)
+
     def destroy(self) -> None:
         """Leave the process group (safe to call twice)."""
         if self.distributed and dist.is_initialized():
@@ -169,3 +179,108 @@ class DistributedContext:
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         self.destroy()
+
+
+class StopVote:
+    """Whether any process asked to stop, agreed one step late, so that no step waits for the others.
+
+    Each :meth:`cast` starts a sum of the processes' votes on a CPU (gloo) group, off the device, and
+    returns the outcome of the previous one, which the other processes have long since cast: all of
+    them stop after the same step. Without a process group the vote is this process's own, at once.
+    """
+
+    def __init__(self, group: dist.ProcessGroup | None) -> None:
+        self.group = group
+        self._pending: tuple[torch.Tensor, dist.Work] | None = None
+
+    def cast(self, asked: bool) -> bool:
+        """Vote ``asked`` for this step; True when some process asked by the previous one."""
+        if self.group is None:
+            return asked
+        outcome = self._outcome()
+        votes = torch.tensor([float(asked)])
+        work = dist.all_reduce(votes, op=dist.ReduceOp.SUM, group=self.group, async_op=True)
+        assert work is not None
+        self._pending = (votes, work)
+        return outcome
+
+    def _outcome(self) -> bool:
+        if self._pending is None:
+            return False
+        votes, work = self._pending
+        self._pending = None
+        work.wait()
+        return float(votes) > 0
+
+    def close(self) -> None:
+        """Wait for the last vote (every process casts the same number)."""
+        self._outcome()
+
+
+class GradientReducer:
+    """Averages a network's gradients over the processes while its backward runs, in buckets, as DDP does.
+
+    Parameters are grouped in reverse order (the backward produces the last layers' gradients first)
+    into buckets of about ``bucket_bytes``; once every parameter of a bucket has its gradient for this
+    backward, the bucket's sum over the processes starts, asynchronously, in bucket order on every
+    process. Only a backward after :meth:`arm` is reduced (the last of accumulated batches); it may
+    differentiate through gradients (a gradient penalty's double backward), since only the
+    parameters' final gradients are seen. :meth:`finish` reduces what did not get a gradient in every
+    parameter, waits and writes the means back. Every process must compute gradients for the same
+    parameters, as for :meth:`DistributedContext.average_gradients`.
+    """
+
+    def __init__(self, module: nn.Module, world_size: int, bucket_bytes: int = 25 * 2**20) -> None:
+        self.world_size = world_size
+        self.buckets: list[list[nn.Parameter]] = []
+        open_buckets: dict[tuple[torch.device, torch.dtype], tuple[list[nn.Parameter], list[int]]] = {}
+        for param in reversed([p for p in module.parameters() if p.requires_grad]):
+            key = (param.device, param.dtype)
+            if key not in open_buckets or open_buckets[key][1][0] >= bucket_bytes:
+                open_buckets[key] = ([], [0])
+                self.buckets.append(open_buckets[key][0])
+            open_buckets[key][0].append(param)
+            open_buckets[key][1][0] += param.numel() * param.element_size()
+        for index, bucket in enumerate(self.buckets):
+            for param in bucket:
+                param.register_post_accumulate_grad_hook(functools.partial(self._ready, index))
+        self.armed = False
+        self._waiting: list[int] = []
+        self._launched: list[tuple[list[torch.Tensor], torch.Tensor | None, dist.Work | None]] = []
+
+    def arm(self) -> None:
+        """Reduce the gradients of the next backward."""
+        self.armed = True
+        self._waiting = [len(bucket) for bucket in self.buckets]
+        self._launched = []
+
+    def _ready(self, index: int, param: nn.Parameter) -> None:
+        if not self.armed:
+            return
+        self._waiting[index] -= 1
+        while len(self._launched) < len(self.buckets) and self._waiting[len(self._launched)] == 0:
+            self._launch(len(self._launched))
+
+    def _launch(self, index: int) -> None:
+        grads = [p.grad for p in self.buckets[index] if p.grad is not None]
+        if not grads:  # no gradient in this bucket, on any process
+            self._launched.append(([], None, None))
+            return
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        self._launched.append((grads, flat, dist.all_reduce(flat, op=dist.ReduceOp.SUM, async_op=True)))
+
+    def finish(self) -> None:
+        """Reduce the buckets not yet started, wait for all and set each gradient to its mean."""
+        if not self.armed:
+            return
+        while len(self._launched) < len(self.buckets):
+            self._launch(len(self._launched))
+        for grads, flat, work in self._launched:
+            if flat is None or work is None:
+                continue
+            work.wait()
+            flat.div_(self.world_size)
+            for grad, part in zip(grads, flat.split([g.numel() for g in grads]), strict=True):
+                grad.copy_(part.view_as(grad))
+        self.armed = False
+        self._launched = []

@@ -22,8 +22,11 @@ class ModelEMA:
         self.module = copy.deepcopy(unwrap_model(model)).eval().requires_grad_(False)
 
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        """Move the floating-point parameters towards ``model``'s and copy its buffers."""
+    def update(self, model: nn.Module, taken: torch.Tensor | None = None) -> None:
+        """Move the floating-point parameters towards ``model``'s and copy its buffers.
+
+        ``taken``: a device flag, False where the generator's step was skipped: the average then stays.
+        """
         source = dict(unwrap_model(model).named_parameters())
         averaged: list[torch.Tensor] = []
         online: list[torch.Tensor] = []
@@ -33,8 +36,11 @@ class ModelEMA:
                 online.append(source[name].detach())
             else:
                 param.copy_(source[name])
-        if averaged:
+        if averaged and taken is None:
             torch._foreach_lerp_(averaged, online, 1.0 - self.decay)
+        elif averaged and taken is not None:
+            weight = taken.to(averaged[0].device, torch.float32) * (1.0 - self.decay)
+            torch._foreach_lerp_(averaged, online, weight)  # type: ignore[call-overload]
         source_buffers = dict(unwrap_model(model).named_buffers())
         for name, buffer in self.module.named_buffers():
             buffer.copy_(source_buffers[name])

@@ -28,11 +28,14 @@ log = logging.getLogger(__name__)
 def build_optimizer(
     params: Iterable[nn.Parameter], lr: float, betas: tuple[float, float], weight_decay: float
 ) -> Adam:
-    """Adam over the parameters that require gradients; the fused kernel when all of them are on CUDA."""
+    """Adam over the parameters that require gradients: the fused kernel, on the CPU as on CUDA.
+
+    Fused Adam can skip a step on the device (``found_inf``), which the trainer's non-finite guard uses.
+    """
     trainable = [p for p in params if p.requires_grad]
     if not trainable:
         raise ValueError("build_optimizer: the network has no trainable parameters")
-    fused = all(p.is_cuda and p.is_floating_point() for p in trainable)
+    fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in trainable)
     return Adam(trainable, lr=lr, betas=betas, weight_decay=weight_decay, fused=fused or None)
 
 

@@ -9,6 +9,8 @@ from typing import Any, TypeVar, overload
 import torch
 from torch import nn
 
+from ..devices import cpu_has_bf16
+
 log = logging.getLogger(__name__)
 Net = TypeVar("Net", bound=nn.Module)
 
@@ -47,23 +49,22 @@ class ResumableGradScaler(torch.amp.GradScaler):
 
 
 class Precision:
-    """Autocast and gradient scaling for ``fp16`` / ``bf16`` on CUDA; full float32 elsewhere."""
+    """Autocast and gradient scaling: ``fp16`` / ``bf16`` on CUDA, ``bf16`` on the CPU; float32 otherwise."""
 
     def __init__(self, fp16: bool, bf16: bool, device: torch.device) -> None:
         if fp16 and bf16:
             raise ValueError("fp16 and bf16 are both true; choose one")
         self.device = device
-        requested = "fp16" if fp16 else "bf16" if bf16 else None
         self.dtype: torch.dtype | None = None
         """The autocast dtype; None: float32 without autocast."""
-        if requested and device.type != "cuda":
-            log.info(
-                "%s asks for CUDA mixed precision, but the device is %s: running in float32",
-                requested,
-                device,
-            )
-        elif requested:
+        if device.type == "cuda" and (fp16 or bf16):
             self.dtype = torch.float16 if fp16 else torch.bfloat16
+        elif bf16 and device.type == "cpu":
+            self.dtype = torch.bfloat16
+            if not cpu_has_bf16():
+                log.warning("bf16: this CPU has no AVX-512-BF16 or AMX, where bf16 is slower than float32")
+        elif fp16:
+            log.info("fp16 asks for CUDA mixed precision, but the device is %s: running in float32", device)
 
     def autocast(self, enabled: bool = True) -> contextlib.AbstractContextManager[Any]:
         """The context the forward passes and losses run in (float32 when not ``enabled``)."""

@@ -7,7 +7,7 @@ import random
 import signal
 import time
 import warnings
-from collections.abc import Sized
+from collections.abc import Iterator, Sized
 from pathlib import Path
 from types import FrameType
 from typing import Any, cast
@@ -27,9 +27,11 @@ from ..networks.checkpoint import load_into
 from ..options.schema import Config
 from ..randomness import StepGenerators
 from .build import build_discriminator, build_generator, count_parameters
+from .compiled import compile_wanted, training_forwards
 from .distributed import DistributedContext
 from .ema import ModelEMA
 from .experiment import ExperimentDirs
+from .guard import SkipGuard, TrainingStopped
 from .optim import build_optimizer, build_scheduler
 from .precision import Precision, configure_backends, to_channels_last
 from .reporting import Reporter, make_reporter
@@ -47,10 +49,6 @@ from .steps import IterationRunner, Networks, Trained
 from .validation import legacy_best, make_validator
 
 log = logging.getLogger("esrforge")
-
-
-class TrainingStopped(Exception):
-    """Training cannot go on (e.g. the loss stayed non-finite); the last good checkpoint is intact."""
 
 
 def _seed_everything(seed: int) -> None:
@@ -83,6 +81,8 @@ class Trainer:
         data = config.datasets.train
         degradation = data.degradation
         generators = StepGenerators(self.train.manual_seed, dist.rank, self.device)
+        self.compiled = compile_wanted(self.train.compile, self.device)
+        discriminator = self.nets.discriminator.net if self.nets.discriminator is not None else None
         self.runner = IterationRunner(
             self.nets,
             self.losses,
@@ -92,6 +92,7 @@ class Trainer:
             dist,
             generators,
             degradation.usm if degradation is not None else UsmOptions(),
+            training_forwards(self.nets.generator.net, discriminator, self.losses, self.compiled),
         )
         self.degrader = (
             Degrader(degradation, config.scale, data.target_size, self.train.manual_seed, dist.rank)
@@ -102,7 +103,8 @@ class Trainer:
         self.loader = make_train_loader(dataset, data, seed=self.train.manual_seed, device=self.device)
         self.validator = make_validator(config, dirs, dist)
         self.step = 0
-        self.nonfinite_in_a_row = 0
+        self.guard = SkipGuard(self.train.max_nonfinite_steps)
+        self.stop_vote = dist.stop_vote()
         self._stop_signal: int | None = None
         self._stopping = False  # every process agrees on it: set from all signals at the end of a step
         self._saved_at: int | None = None
@@ -129,10 +131,15 @@ class Trainer:
             precision,
             self.dist.world_size,
         )
+        batch = config.datasets.train.batch_size
+        effective = batch * train.accumulate_steps * self.dist.world_size
+        accumulated = f" x {train.accumulate_steps} accumulated" if train.accumulate_steps > 1 else ""
         log.info(
-            "%d training images, batch %d per process; steps %d to %d",
+            "%d training images, batch %d per process%s%s; steps %d to %d",
             len(cast(Sized, self.loader.loader.dataset)),
-            config.datasets.train.batch_size,
+            batch,
+            accumulated,
+            f" ({effective} per optimiser step)" if effective != batch else "",
             self.step,
             train.niter,
         )
@@ -179,7 +186,8 @@ class Trainer:
         return net
 
     def _trained_net(self, net: nn.Module, lr: float, betas: tuple[float, float], decay: float) -> Trained:
-        return Trained(net, build_optimizer(net.parameters(), lr, betas, decay), self.precision.grad_scaler())
+        optimizer = build_optimizer(net.parameters(), lr, betas, decay)
+        return Trained(net, optimizer, self.precision.grad_scaler(), self.dist.gradient_reducer(net))
 
     # --- state -----------------------------------------------------------------------------------
 
@@ -294,35 +302,37 @@ class Trainer:
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         reporter = make_reporter(self.config, self.dirs, self.dist.is_main, self.step)
         warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
+        phase_starts = {phase.start for phase in phases(train.losses, train.niter)} | {self.step}
         try:
             batches = iter(self.loader)
             while self.step < train.niter and not self._stopping:
                 start = time.perf_counter()
                 try:
-                    batch = next(batches)
-                except UnusableDataError:
-                    if self.step > 0:  # the networks are fine: keep the steps since the last checkpoint
-                        self._save_unless_saved(collective=False)  # the other processes may load on
-                    raise
-                try:
-                    lq, hq = self._inputs(batch)  # with a degradation, made on the device: it can run out too
+                    # with a degradation, the LR is made on the device: it can run out of memory too
+                    inputs = [self._inputs(batches, i) for i in range(train.accumulate_steps)]
                     loaded = time.perf_counter()
-                    result = self.runner.run(lq, hq, self.step)
+                    result = self.runner.run(inputs, self.step)
                 except torch.OutOfMemoryError:
                     raise TrainingStopped(self._out_of_memory_message()) from None
-                self._check_finite(result.skipped)
-                if self.ema is not None and "generator" not in result.skipped:
-                    self.ema.update(self.nets.generator.net)
+                self.guard.record(self.step, result.skipped)
+                if self.ema is not None:
+                    self.ema.update(self.nets.generator.net, taken=~result.skipped["generator"])
                 for scheduler in self.schedulers.values():
                     scheduler.step()
+                if self.compiled and self.step in phase_starts:
+                    log.info(
+                        "step %d took %.1f s, compiling included", self.step, time.perf_counter() - start
+                    )
                 self.step += 1
                 reporter.record(result.values, loaded - start, time.perf_counter() - start)
                 self._periodic(reporter)
+            self.guard.check()
             if self.step >= train.niter or self._stopping:
                 self._save_unless_saved()
             if self.step >= train.niter and self.dist.is_main:
                 self._log_result()
         finally:
+            self.stop_vote.close()
             reporter.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -338,34 +348,32 @@ class Trainer:
             f"and target_size {data.target_size}; lower either{precision}. The last saved checkpoint is intact"
         )
 
-    def _inputs(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """LR and HR of a batch on the device; with a degradation the LR is made here from the HR."""
+    def _inputs(
+        self, batches: Iterator[dict[str, torch.Tensor]], part: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """LR and HR of the next batch (the ``part``-th of this step's) on the device; with a degradation
+        the LR is made here from the HR."""
+        try:
+            batch = next(batches)
+        except UnusableDataError:
+            if self.step > 0:  # the networks are fine: keep the steps since the last checkpoint
+                self._save_unless_saved(collective=False)  # the other processes may load on
+            raise
         if self.degrader is None:
             return self._to_device(batch["lq"]), self._to_device(batch["hq"])
-        degraded = self.degrader(batch["hq"].to(self.device, non_blocking=True), self.step)
+        iteration = self.step * self.train.accumulate_steps + part  # the step itself without accumulation
+        degraded = self.degrader(batch["hq"].to(self.device, non_blocking=True), iteration)
         return self._to_device(degraded.lq), self._to_device(degraded.hq)
 
     def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
         tensor = tensor.to(self.device, non_blocking=True)
         return to_channels_last(tensor, self.config.channels_last)
 
-    def _check_finite(self, skipped: list[str]) -> None:
-        train = self.train
-        assert train is not None
-        if not skipped:
-            self.nonfinite_in_a_row = 0
-            return
-        self.nonfinite_in_a_row += 1
-        log.warning("step %d: non-finite %s loss or gradient, step skipped", self.step, " and ".join(skipped))
-        if self.nonfinite_in_a_row >= train.max_nonfinite_steps:
-            raise TrainingStopped(
-                f"the loss or its gradients were non-finite in {self.nonfinite_in_a_row} steps in a row (up to step {self.step}); "
-                "training stopped, the last saved checkpoint is intact. Lower the learning rate or check the data"
-            )
-
     def _periodic(self, reporter: Reporter) -> None:
         train, logger, step = self.train, self.config.logger, self.step
         assert train is not None
+        if step % logger.print_freq == 0 or step % logger.save_checkpoint_freq == 0:
+            self.guard.check()  # the one read of the device's skip flags
         if step % logger.print_freq == 0:
             rates = {k: float(s.get_last_lr()[0]) for k, s in self.schedulers.items()}
             reporter.flush(step, self.loader.epoch, rates)
@@ -383,17 +391,11 @@ class Trainer:
         self._agree_on_stopping()
 
     def _agree_on_stopping(self) -> None:
-        """Stop when any process got a signal; all processes then leave the loop at the same step.
+        """Stop when any process got a signal: all processes leave the loop after the same step.
 
-        The one collective every step needs anyway (processes wait for the main one's checkpoint and
-        validation), so a signal that reaches one process between two of them stops all together.
+        Distributed, the vote is agreed one step late (see StopVote), so that no step waits for the others.
         """
-        asked = self._stop_signal is not None
-        if not self.dist.distributed:
-            self._stopping = asked
-            return
-        flag = torch.tensor([float(asked)], device=self.device)
-        self._stopping = float(self.dist.all_reduce_sum(flag)) > 0
+        self._stopping = self.stop_vote.cast(self._stop_signal is not None)
 
     def _save_unless_saved(self, collective: bool = True) -> None:
         if self._saved_at != self.step:
