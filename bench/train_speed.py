@@ -7,13 +7,16 @@ has every loss of the recipe on (the perceptual loss with random VGG weights, wh
 A step's time is the wall time between the starts of consecutive steps (after a CUDA synchronise),
 so it covers the whole loop (data, forward, backward, optimisers, EMA, schedulers, logging);
 the first ``--warmup`` steps (set-up, cuDNN autotuning) are left out.
-``--quick`` (for CPUs) uses an RRDB 16/2/8, a discriminator of width 16 and batch 4. The figures go to
-stdout, train.py's progress bars and log to stderr.
+``--quick`` (for CPUs) uses an RRDB 16/2/8, a discriminator of width 16 and batch 4; ``--batch 2`` gives
+the peers' CPU workloads (``../shared/peers``: psnr_full, esrgan_gan). Each precision (on CPUs with
+AVX-512-BF16/AMX: fp32 and bf16) runs with each ``--compile`` setting. The figures go to stdout,
+train.py's progress bars and log to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import tempfile
 import time
@@ -28,6 +31,7 @@ sys.path.insert(0, str(REPO / "codes"))
 
 from esrforge.cli.train import train  # noqa: E402
 from esrforge.data.imageio import write_image  # noqa: E402
+from esrforge.devices import cpu_has_bf16  # noqa: E402
 from esrforge.options.loader import load_config  # noqa: E402
 from esrforge.probes import smooth_image  # noqa: E402
 from esrforge.training import trainer  # noqa: E402
@@ -84,9 +88,17 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10, help="steps before the timed ones")
     parser.add_argument("--precisions", nargs="+", choices=("fp32", "fp16", "bf16"), default=None)
     parser.add_argument("--workers", type=int, default=4, help="DataLoader processes")
+    parser.add_argument("--batch", type=int, default=None, help="batch size (the peers' CPU cases: 2)")
+    parser.add_argument("--phases", nargs="+", choices=("L1", "GAN"), default=["L1", "GAN"])
+    parser.add_argument(
+        "--compile", nargs="+", choices=("off", "on"), default=["off"], help="train.compile settings"
+    )
+    parser.add_argument("--accumulate", type=int, default=1, help="train.accumulate_steps")
     args = parser.parse_args()
     cuda = torch.cuda.is_available()
-    precisions = args.precisions or (["fp32", "fp16", "bf16"] if cuda else ["fp32"])
+    precisions = args.precisions or (
+        ["fp32", "fp16", "bf16"] if cuda else ["fp32", "bf16"] if cpu_has_bf16() else ["fp32"]
+    )
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         write_images(root / "data")
@@ -102,17 +114,26 @@ def main() -> None:
             "logger.use_tb_logger=false",
             "logger.print_freq=100000",
             *(QUICK if args.quick else []),
+            *([f"datasets.train.batch_size={args.batch}"] if args.batch else []),
+            f"train.accumulate_steps={args.accumulate}",
         ]
         device = torch.cuda.get_device_name() if cuda else f"CPU, {torch.get_num_threads()} threads"
-        size = "RRDB 16/2/8, batch 4" if args.quick else "RRDB 64/23/32, batch 16"
-        print(f"== s/step, train_div2k_esrgan.yml ({size}, GT 128), {device}")
-        print(f"{'phase':>6} {'precision':>10} {'s/step':>8} {'steps/s':>8}")
-        for phase, extra in (("L1", []), ("GAN", GAN_PHASE)):
-            for precision in precisions:
-                flags = [*common, *extra] + ([f"{precision}=true"] if precision != "fp32" else [])
-                name = f"{phase}_{precision}"
+        network = "RRDB 16/2/8" if args.quick else "RRDB 64/23/32"
+        batch = args.batch or (4 if args.quick else 16)
+        accumulated = f" x {args.accumulate} accumulated" if args.accumulate > 1 else ""
+        print(f"== s/step, train_div2k_esrgan.yml ({network}, batch {batch}{accumulated}, GT 128), {device}")
+        print(f"{'phase':>6} {'precision':>10} {'compile':>8} {'s/step':>8} {'steps/s':>8}")
+        for phase in args.phases:
+            extra = GAN_PHASE if phase == "GAN" else []
+            for precision, compiled in itertools.product(precisions, args.compile):
+                flags = [*common, *extra, f"train.compile={compiled == 'on'}"]
+                flags += [f"{precision}=true"] if precision != "fp32" else []
+                name = f"{phase}_{precision}_{compiled}"
                 per_step = seconds_per_step(flags, args.warmup, args.steps, name)
-                print(f"{phase:>6} {precision:>10} {per_step:8.3f} {1 / per_step:8.2f}", flush=True)
+                print(
+                    f"{phase:>6} {precision:>10} {compiled:>8} {per_step:8.3f} {1 / per_step:8.2f}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

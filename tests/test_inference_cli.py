@@ -298,3 +298,21 @@ def test_bf16_is_picked_by_itself_on_cpus_that_have_it_when_close_to_fp32(
         run("--model", checkpoint, "--input", image, "-o", tmp_path / "x", "--fp32", "--bf16", "--cpu") == 2
     )
     assert "fp32: expected fp32 without fp16 or bf16" in caplog.text
+
+
+def test_compiled_inference_matches_eager_and_compiles_per_shape_not_per_tile(
+    tmp_path, checkpoint, images, caplog
+):
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    common = ["--model", checkpoint, "--input", images, "--cpu", "--tile", "16", "--tile-overlap", "4"]
+    assert run(*common, "-o", tmp_path / "eager") == 0
+    compiles = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    assert run(*common, "-o", tmp_path / "compiled", "--compile") == 0
+    assert "torch.compile: the first tile compiles the network" in caplog.text
+    # every image's tiles share one shape: no more graphs than dynamic shapes need (static, then dynamic)
+    assert 1 <= torch._dynamo.utils.counters["stats"]["unique_graphs"] - compiles <= 2
+    for output in (tmp_path / "eager").glob("*.png"):
+        eager, compiled = read_image(output), read_image(tmp_path / "compiled" / output.name)
+        assert np.abs(eager.astype(int) - compiled.astype(int)).max() <= 1, output.name

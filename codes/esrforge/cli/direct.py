@@ -29,6 +29,7 @@ MODEL_FLAGS = {
     "half": "fp16",
     "bf16": "bf16",
     "fp32": "fp32",
+    "compile": "compile",
     "cpu": "gpu_ids",
 }
 """The flags :func:`add_model_arguments` adds, and their config keys."""
@@ -70,6 +71,9 @@ def add_model_arguments(group: argparse._ArgumentGroup, unit: str) -> None:
     )
     group.add_argument(
         "--fp32", action="store_true", help="float32 only (no automatic bf16 on AVX-512-BF16/AMX CPUs)"
+    )
+    group.add_argument(
+        "--compile", action="store_true", help="torch.compile the network (the first tile compiles it)"
     )
     group.add_argument("--cpu", action="store_true", help="run on the CPU even when CUDA is available")
 

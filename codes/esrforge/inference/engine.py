@@ -32,6 +32,7 @@ class Engine:
     then run channels_last). When ``dtype`` differs from the parameters' dtype the forward runs under
     autocast. A CUDA out-of-memory error halves the batch (for good); with one tile left it raises
     :class:`TileTooLarge`. ``multiple``: what input sizes must be multiples of (the network's description).
+    ``compiled``: run the model through torch.compile (it compiles at the first batch).
     """
 
     def __init__(
@@ -40,9 +41,11 @@ class Engine:
         dtype: torch.dtype | None = None,
         channels_last: bool = True,
         multiple: int = 1,
+        compiled: bool = False,
     ) -> None:
         parameter = next(model.parameters(), None)
         self.model = model
+        self.forward_model = torch.compile(model) if compiled else model
         self.device = parameter.device if parameter is not None else torch.device("cpu")
         self.weight_dtype = parameter.dtype if parameter is not None else torch.float32
         self.dtype = dtype or self.weight_dtype
@@ -64,7 +67,7 @@ class Engine:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), self._autocast():
-            return self.model(x).float()
+            return self.forward_model(x).float()
 
     def __call__(self, batch: Tensor) -> Tensor:
         """The model's output for ``batch`` ``(B, C, h, w)``, float32 on the model's device."""

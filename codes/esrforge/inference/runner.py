@@ -123,6 +123,8 @@ def build_upscaler(
     if isinstance(model, OnnxModule):  # its session fixes the device, the export fixed the precision
         if config.fp16 or config.bf16:
             log.warning("%s: runs in the precision it was exported in (%s)", model.path, model.info.precision)
+        if config.compile:
+            log.warning("%s: an ONNX model runs in onnxruntime; compile does not apply", model.path)
         tiling = model.fit_tiling(tiling)
     else:
         device = select_device(config.gpu_ids)
@@ -139,8 +141,16 @@ def build_upscaler(
             "runs whole images",
             description.architecture,
         )
+    compiled = config.compile and not isinstance(model, OnnxModule)
+    if compiled:
+        log.info("torch.compile: the first tile compiles the network")
     upscaler = Upscaler(
-        model, tiling, description=description, channels_last=config.channels_last, progress=progress
+        model,
+        tiling,
+        description=description,
+        channels_last=config.channels_last,
+        progress=progress,
+        compiled=compiled,
     )
     return upscaler, description
 

@@ -61,7 +61,7 @@ class Upscaler:
 
     ``description`` (the network's) gives the size multiple inputs are padded to; a network that tiles
     internally gets whole images. ``dtype`` is the compute precision (default: the model's; others run
-    under autocast); the model is not modified. A CUDA out-of-memory error halves the tile batch, then the tile size, and retries;
+    under autocast); the model is not modified. ``compiled``: through torch.compile. A CUDA out-of-memory error halves the tile batch, then the tile size, and retries;
     the smaller sizes are kept for later images.
     """
 
@@ -74,9 +74,10 @@ class Upscaler:
         dtype: torch.dtype | None = None,
         channels_last: bool = True,
         progress: bool = False,
+        compiled: bool = False,
     ) -> None:
         self.multiple = description.size_multiple if description is not None else 1
-        self.engine = Engine(model, dtype, channels_last, self.multiple)
+        self.engine = Engine(model, dtype, channels_last, self.multiple, compiled)
         self.options = options or TileOptions()
         if (
             description is not None

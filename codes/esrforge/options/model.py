@@ -55,6 +55,11 @@ class ModelConfig:
     )
     fp32: bool = option(False, doc="float32 only: no automatic bf16 on CPUs with AVX-512-BF16/AMX")
     channels_last: bool = option(True, doc="run convolutions in channels_last memory format")
+    compile: bool = option(
+        False,
+        doc="torch.compile the network: the first tile compiles it (a minute on a CPU), a second tile shape "
+        "once more with dynamic shapes; the tiles of an image (and of every frame of a video) share one shape",
+    )
     networks: GeneratorSection = option(factory=GeneratorSection, doc="the network")
     path: WeightsSection = option(factory=WeightsSection, doc="the generator weights")
 
