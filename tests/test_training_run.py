@@ -79,7 +79,8 @@ def test_out_of_memory_stops_with_advice(tmp_path, monkeypatch, caplog):
     assert run_program(lambda: main(["-opt", str(config)])) == 1
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and "memory at step 2 with datasets.train.batch_size 2" in errors[0], errors
-    assert "fp16: true" in errors[0] and "Traceback" not in caplog.text
+    assert "fp16: true" in errors[0] and "train.accumulate_steps: 2" in errors[0]
+    assert "Traceback" not in caplog.text
 
 
 def test_unusable_data_in_a_worker_is_one_line(tmp_path, caplog):

@@ -345,7 +345,8 @@ class Trainer:
         )
         return (
             f"out of {self.device} memory at step {self.step} with datasets.train.batch_size {data.batch_size} "
-            f"and target_size {data.target_size}; lower either{precision}. The last saved checkpoint is intact"
+            f"and target_size {data.target_size}; lower either{precision} (halving the batch with "
+            "train.accumulate_steps: 2 keeps the effective batch). The last saved checkpoint is intact"
         )
 
     def _inputs(
