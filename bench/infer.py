@@ -6,8 +6,8 @@ and 64/32 (realesr-general-x4v3) vs the RRDB, images/s on the same inputs with t
     python bench/infer.py [--quick] [--device cpu|cuda] [--precision fp32|fp16|bf16] [--repeats N]
                           [--realesrgan-path DIR]
 
-Prints, for 256x256 and 1280x720 inputs (``--quick``: 128x128 and 320x180), images/s untiled and tiled
-(default pad/overlap); the CPU's fp32 NCHW / fp32 channels_last / bf16 speeds with the bf16 error; the
+Prints, for 256x256 and 1280x720 inputs (``--quick``: 128x128 and 320x180), images/s untiled, tiled
+with ``--tile`` and with test.py's default ``tile_size: auto`` (default pad/overlap); the CPU's fp32 NCHW / fp32 channels_last / bf16 speeds with the bf16 error; the
 peak RSS of a 4096x4096 input with 256 tiles (``--quick``: 1024x1024), measured in child processes;
 and, when ``realesrgan`` 0.3.0 imports (from ``--realesrgan-path``), RealESRGANer on the same inputs.
 
@@ -135,13 +135,19 @@ def throughput(args: argparse.Namespace, device: torch.device) -> None:
     for height, width in args.sizes:
         image = smooth_image(height, width)
         tiled = min(args.tile, max(height, width) // 2)
-        for tile in [t for mode, t in (("untiled", None), ("tiled", tiled)) if mode in args.modes]:
+        settings: dict[str, int | str | None] = {"untiled": None, "tiled": tiled, "auto": "auto"}
+        for mode in args.modes:
             options = TileOptions(
-                tile_size=tile, tile_pad=args.pad, tile_overlap=args.overlap, tile_batch_size=args.batch
+                tile_size=settings[mode],  # type: ignore[arg-type]
+                tile_pad=args.pad,
+                tile_overlap=args.overlap,
+                tile_batch_size=args.batch,
             )
             upscaler = Upscaler(model, options)
             seconds = best_time(partial(upscaler, image, torch.uint8), args.repeats)
+            tile = upscaler.tile  # auto: what it chose
             label = "untiled" if tile is None else f"tile {tile} pad {args.pad} ov {args.overlap}"
+            label = f"auto: {label}" if mode == "auto" else label
             ratio = work_ratio(height, width, tile, args.overlap, args.pad)
             rate = height * width / seconds / 1e6
             print(
@@ -351,7 +357,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--sizes", type=_size, nargs="+", help="input sizes as HxW (default 256x256 720x1280)"
     )
-    parser.add_argument("--modes", nargs="+", choices=("untiled", "tiled"), default=["untiled", "tiled"])
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        choices=("untiled", "tiled", "auto"),
+        default=["untiled", "tiled", "auto"],
+        help="tiled: --tile; auto: test.py's default (tile_size auto)",
+    )
     parser.add_argument(
         "--skip",
         nargs="*",

@@ -164,11 +164,23 @@ def test_only_two_rows_of_tiles_are_held_in_float32():
     assert len(grid.rows) > 4 and most == 2 and not accumulator.buffers
 
 
-def test_auto_tile_is_fixed_on_the_cpu_and_sized_from_free_memory_on_cuda(monkeypatch):
+def test_auto_tile_is_sized_from_the_memory_on_the_cpu_and_on_cuda(monkeypatch):
+    from esrforge.inference import engine as engine_module
     from esrforge.inference.engine import CPU_AUTO_TILE, Engine
 
     engine = Engine(LocalNet())
-    assert engine.auto_tile(3, margin=96, batch=1) == CPU_AUTO_TILE
+    per_pixel = engine.measure_cpu_bytes_per_pixel(3)
+    # LocalNet's peak, per LR pixel, in float32: the input (3 values), the pixel-shuffled map (12) and the
+    # tail's output (12) alive at once
+    assert per_pixel == (3 + 12 + 12) * 4
+    monkeypatch.setattr(engine_module, "available_memory", lambda: None)
+    assert engine.auto_tile(3, margin=96, batch=1) == CPU_AUTO_TILE  # unknown memory: the fixed tile
+    monkeypatch.setattr(engine_module, "available_memory", lambda: 2**30)
+    monkeypatch.setattr(engine, "measure_cpu_bytes_per_pixel", lambda channels: 9216.0)
+    side = int((0.5 * 2**30 / 9216.0) ** 0.5)  # 1 GiB available: half of it
+    assert engine.auto_tile(3, margin=96, batch=1) == (side - 96) // 16 * 16
+    monkeypatch.setattr(engine_module, "available_memory", lambda: 64 * 2**30)
+    assert engine.auto_tile(3, margin=96, batch=1) == (int((32 * 2**30 / 9216.0) ** 0.5) - 96) // 16 * 16
     engine.device = torch.device("cuda", 0)  # what a CUDA model would report; the probe is faked
     monkeypatch.setattr(engine, "measure_bytes_per_pixel", lambda channels: 40_000.0)
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (10 * 2**30, 80 * 2**30))

@@ -49,3 +49,15 @@ def cpu_has_bf16() -> bool:
         (line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []
     )
     return any(flag in flags for flag in BF16_CPU_FLAGS)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to new work (``MemAvailable`` of /proc/meminfo); None where unknown."""
+    try:
+        text = Path("/proc/meminfo").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    return None

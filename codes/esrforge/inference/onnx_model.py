@@ -27,6 +27,7 @@ from torch.nn import functional as F
 from ..export import require_package
 from ..export.metadata import OnnxInfo, from_props
 from ..networks.base import LoadedNetwork
+from .engine import CPU_AUTO_TILE
 from .tiling import MIN_TILE, TileOptions
 
 log = logging.getLogger(__name__)
@@ -65,9 +66,11 @@ class OnnxModule(nn.Module):
 
     def fit_tiling(self, tiling: TileOptions) -> TileOptions:
         """``tiling`` with a tile size whose crops (tile, overlap and pad, rounded up to the size multiple)
-        fit the fixed input size; as it is for a dynamic model."""
+        fit the fixed input size; for a dynamic model, ``auto`` is :data:`CPU_AUTO_TILE` (onnxruntime's
+        memory is its own: the measurement that sizes ``auto`` tiles cannot see it)."""
         if self.fixed_size is None:
-            return tiling
+            auto = tiling.tile_size == "auto"
+            return dataclasses.replace(tiling, tile_size=CPU_AUTO_TILE) if auto else tiling
         multiple = self.info.description.size_multiple
         largest = min(self.fixed_size) - tiling.tile_overlap - 2 * tiling.tile_pad - multiple
         size = "{}x{}".format(*self.fixed_size)

@@ -39,8 +39,8 @@ class TileOptions:
 
     tile_size: Literal["auto"] | int | None = option(
         "auto",
-        doc="core of a tile (it sees tile + overlap + 2 pad); auto: largest that fits (CUDA) or 256 (CPU); "
-        "null: whole images",
+        doc="core of a tile (it sees tile + overlap + 2 pad); auto: largest that fits the free memory (CUDA) "
+        "or half the available memory (CPU; 256 where unknown); null: whole images",
     )
     tile_pad: int = option(DEFAULT_PAD, doc="context added on each side of a tile and discarded after")
     tile_overlap: int = option(DEFAULT_OVERLAP, doc="width of the feathered band neighbouring tiles share")
