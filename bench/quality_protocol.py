@@ -149,6 +149,8 @@ def plot_curves(curves: dict[str, dict[int, float]], path: Path) -> None:
 def run_seed(args: argparse.Namespace, data: Path, seed: int) -> tuple[list[str], dict[int, float]]:
     """Train one seed, score its checkpoints; the table rows and the L1 curve."""
     raw = protocol_config(data, args.out, seed, args.steps, args.eval_at, args.init)
+    if args.bf16:  # the training in bf16 autocast; the scores stay fp32 (test.py --fp32)
+        raw.update(bf16=True, name=f"{raw['name']}_bf16")
     config = load_config_data(raw, "quality protocol", REPO, [f"path.resume_state={args.resume}"])
     final = config.experiment_dir / "models" / f"{args.steps}_G.pth"
     if not final.exists() and train(config, archive=False) != 0:
@@ -178,6 +180,7 @@ def main() -> None:
     parser.add_argument("--shared", type=Path, default=REPO.parent / "shared")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--init", choices=("basicsr", "dlas"), default="basicsr", help="RRDBNet init")
+    parser.add_argument("--bf16", action="store_true", help="train in bf16 (CPUs with AVX-512-BF16/AMX)")
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--eval-at", type=int, nargs="+", default=[1000, 2000, 3000])
     parser.add_argument("--out", type=Path, default=REPO / "experiments" / "quality_protocol")
