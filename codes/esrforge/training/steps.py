@@ -32,7 +32,7 @@ class Trained:
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
     reducer: GradientReducer | None = None
-    """Averages the gradients over the processes during the backward (None: a single process)."""
+    """Averages the gradients over the processes during the backward; None for a single process."""
 
 
 @dataclass
@@ -280,17 +280,14 @@ class IterationRunner:
         """Average the gradients over the processes, clip them, and step unless one is not finite."""
         if trained.reducer is not None:
             trained.reducer.finish()
-        elif self.dist.distributed:
-            self.dist.average_gradients(trained.net)
         scaler, optimizer = trained.scaler, trained.optimizer
         if scaler.is_enabled():
             scaler.unscale_(optimizer)
-        params = [p for p in trained.net.parameters() if p.grad is not None]
-        grads = [p.grad for p in params if p.grad is not None]
-        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+        grads = {p: p.grad for p in trained.net.parameters() if p.grad is not None}
+        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(list(grads.values()))))
         finite = torch.isfinite(norm)
         if self.train.grad_clip is not None:
-            torch.nn.utils.clip_grads_with_norm_(params, self.train.grad_clip, norm)
+            torch.nn.utils.clip_grads_with_norm_(list(grads), self.train.grad_clip, norm)
             result.values[f"{which}_grad_norm"] = norm.detach()
         if scaler.is_enabled():  # fused Adam takes the scaler's inf flag: no host sync either
             scaler.step(optimizer)
