@@ -4,7 +4,7 @@ Also the compact network against it (``compact`` section): SRVGGNetCompact 64/16
 and 64/32 (realesr-general-x4v3) vs the RRDB, images/s on the same inputs with test.py's CPU tiling.
 
     python bench/infer.py [--quick] [--device cpu|cuda] [--precision fp32|fp16|bf16] [--repeats N]
-                          [--realesrgan-path DIR]
+                          [--compile] [--realesrgan-path DIR]
 
 Prints, for 256x256 and 1280x720 inputs (``--quick``: 128x128 and 320x180), images/s untiled, tiled
 with ``--tile`` and with test.py's default ``tile_size: auto`` (default pad/overlap); the CPU's fp32 NCHW / fp32 channels_last / bf16 speeds with the bf16 error; the
@@ -22,7 +22,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import itertools
 import json
+import math
 import resource
 import subprocess
 import sys
@@ -41,7 +43,7 @@ from esrforge.devices import cpu_has_bf16
 from esrforge.inference import DEFAULT_OVERLAP, DEFAULT_PAD, TileOptions, Upscaler
 from esrforge.inference.grid import TileGrid
 from esrforge.inference.runner import MIN_AUTO_BF16_PSNR
-from esrforge.inference.seams import realish_rrdb, seam_errors
+from esrforge.inference.seams import grid_cuts, realish_rrdb, seam_errors
 from esrforge.networks import RRDBNet, RRDBNetOptions, SRVGGNetCompact, SRVGGNetCompactOptions, load_generator
 from esrforge.probes import psnr, smooth_image
 
@@ -126,7 +128,9 @@ def work_ratio(height: int, width: int, tile: int | None, overlap: int, pad: int
     return len(grid) * crop_h * crop_w / (height * width)
 
 
-def throughput(args: argparse.Namespace, device: torch.device) -> None:
+def throughput(args: argparse.Namespace, device: torch.device) -> dict[tuple[int, int, str], float]:
+    """s/image per ``(height, width, mode)``, printed with the work ratio and throughput."""
+    times: dict[tuple[int, int, str], float] = {}
     model = build_model(args.nb, device, DTYPES[args.precision])
     upscaler_warm = Upscaler(model, TileOptions(tile_size=None))
     upscaler_warm(smooth_image(16, 16))  # first-call set-up (oneDNN / cuDNN)
@@ -136,15 +140,17 @@ def throughput(args: argparse.Namespace, device: torch.device) -> None:
         image = smooth_image(height, width)
         tiled = min(args.tile, max(height, width) // 2)
         settings: dict[str, int | str | None] = {"untiled": None, "tiled": tiled, "auto": "auto"}
-        for mode in args.modes:
+        for mode, compiled in itertools.product(args.modes, (False, True) if args.compile else (False,)):
             options = TileOptions(
                 tile_size=settings[mode],  # type: ignore[arg-type]
                 tile_pad=args.pad,
                 tile_overlap=args.overlap,
                 tile_batch_size=args.batch,
             )
-            upscaler = Upscaler(model, options)
+            upscaler = Upscaler(model, options, compiled=compiled)
+            first = best_time(partial(upscaler, image, torch.uint8), 1) if compiled else 0.0
             seconds = best_time(partial(upscaler, image, torch.uint8), args.repeats)
+            times[height, width, mode + " compiled" * compiled] = seconds
             tile = upscaler.tile  # auto: what it chose
             label = "untiled" if tile is None else f"tile {tile} pad {args.pad} ov {args.overlap}"
             label = f"auto: {label}" if mode == "auto" else label
@@ -152,7 +158,9 @@ def throughput(args: argparse.Namespace, device: torch.device) -> None:
             rate = height * width / seconds / 1e6
             print(
                 f"{width}x{height:<5} {label:>22} {ratio:6.2f} {seconds:9.2f} {1 / seconds:9.3f} {rate:9.4f}"
+                + (f"  compiled (first image {first:.1f} s)" if compiled else "")
             )
+    return times
 
 
 def precisions(args: argparse.Namespace) -> None:
@@ -266,36 +274,58 @@ SEAM_SETTINGS = ((16, 64), (8, 32), (12, 24), (8, 16), (4, 8), (10, 0), (32, 0))
 """(pad, overlap) pairs compared by :func:`seams`; overlap 0 is Real-ESRGAN's crop-and-paste."""
 
 
+def seam_strip(quick: bool) -> tuple[int, int, int]:
+    """The seam measurements' LR strip ``(height, width)`` and tile size."""
+    return (32, 320, 96) if quick else (64, 768, 128)
+
+
+SEAM_HEADER = (
+    f"{'tiler':>26} {'work':>5} {'PSNR dB':>8} {'% > 1/255':>9} {'max /255':>8} {'border':>7} {'inside':>7}"
+)
+
+
+def seam_row(
+    label: str, work: float, tiled: torch.Tensor, whole: torch.Tensor, cuts: list[int], band: int
+) -> str:
+    """One line of the seam table: ``tiled`` against ``whole`` (``(C, H, W)`` in [0, 1]), errors in 1/255."""
+    error = (tiled - whole).abs() * 255
+    border, inside = seam_errors(tiled - whole, cuts, 4, band)
+    return (
+        f"{label:>26} {work:5.2f} {psnr(tiled, whole):8.2f} {float((error > 1).float().mean()) * 100:9.3f}"
+        f" {float(error.max()):8.2f} {border * 255:7.4f} {inside * 255:7.4f}"
+    )
+
+
+def paste_work(length: int, tile: int, pad: int) -> float:
+    """Network input pixels per image pixel along one axis for Real-ESRGAN's tiles (``tile`` apart, ``pad``
+    context each side, clipped at the image edges)."""
+    starts = range(0, length, tile)
+    return sum(min(start + tile + pad, length) - max(start - pad, 0) for start in starts) / length
+
+
 def seams(args: argparse.Namespace, device: torch.device) -> None:
     """Tiled vs untiled on the seam test's stand-in model (64/nb/32): PSNR, pixels off, border vs inside."""
-    height, width = (32, 320) if args.quick else (64, 768)
-    tile = 96 if args.quick else 128
+    height, width, tile = seam_strip(args.quick)
     model = build_model(args.nb, device, DTYPES[args.precision], realish=True)
     image = smooth_image(height, width, seed=1)
     whole = Upscaler(model, TileOptions(tile_size=None))(image)
     print(
-        f"\n== tiling error, {width}x{height} input, tile {tile}, x4 RRDBNet 64/{args.nb}/32 (real-ish weights)"
+        f"\n== tiling error, {width}x{height} input, tile {tile}, x4 RRDBNet 64/{args.nb}/32 (real-ish weights);"
+        " border/inside: mean error on the tile cuts / in the band around them"
     )
-    print(
-        f"{'pad':>4} {'overlap':>7} {'work':>5} {'PSNR dB':>8} {'% > 1/255':>9} {'max /255':>8} {'border':>7} {'inside':>7}"
-    )
+    print(SEAM_HEADER)
     for pad, overlap in SEAM_SETTINGS:
         upscaler = Upscaler(model, TileOptions(tile_size=tile, tile_pad=pad, tile_overlap=overlap))
         tiled = upscaler(image)
-        grid = upscaler.plan(height, width)
-        error = (tiled - whole).abs() * 255
-        border, inside = seam_errors(tiled - whole, grid, 4, max(overlap, 32))
-        ratio = work_ratio(height, width, tile, overlap, pad)
-        print(
-            f"{pad:4d} {overlap:7d} {ratio:5.2f} {psnr(tiled, whole):8.2f} {float((error > 1).float().mean()) * 100:9.3f}"
-            f" {float(error.max()):8.2f} {border * 255:7.4f} {inside * 255:7.4f}"
-        )
+        cuts = grid_cuts(upscaler.plan(height, width), 4)
+        work = work_ratio(height, width, tile, overlap, pad)
+        print(seam_row(f"pad {pad} overlap {overlap}", work, tiled, whole, cuts, max(overlap, 32)))
 
 
-def realesrgan(args: argparse.Namespace, device: torch.device) -> None:
-    print("\n== Real-ESRGAN 0.3.0 (RealESRGANer, tile_pad 10, pre_pad 10, crop-and-paste)")
-    if args.realesrgan_path:
-        sys.path.insert(0, args.realesrgan_path)
+def import_realesrgan(path: str | None) -> tuple[type, type] | None:
+    """basicsr's RRDBNet and RealESRGANer, importable from ``path``; None (with how to get them) if not."""
+    if path:
+        sys.path.insert(0, path)
     try:
         import torchvision.transforms.functional as tv_functional
 
@@ -304,28 +334,63 @@ def realesrgan(args: argparse.Namespace, device: torch.device) -> None:
         from basicsr.archs.rrdbnet_arch import RRDBNet as BasicRRDBNet
         from realesrgan import RealESRGANer
     except ImportError as err:
+        print(f"   skipped: realesrgan does not import ({err}); install it into a throwaway folder:")
         print(
-            f"   skipped: realesrgan does not import ({err}); pip install realesrgan==0.3.0 into a throwaway"
+            "   pip install --target DIR --no-deps realesrgan==0.3.0 basicsr==1.4.2 addict yapf lmdb future"
+            " scipy requests; then pass --realesrgan-path DIR"
         )
-        print(
-            "   folder (pip install --target DIR --no-deps realesrgan basicsr addict yapf lmdb future scipy"
-        )
-        print("   requests) and pass --realesrgan-path DIR")
+        return None
+    return BasicRRDBNet, RealESRGANer
+
+
+def realesrgan(
+    args: argparse.Namespace, device: torch.device, ours: dict[tuple[int, int, str], float]
+) -> None:
+    """RealESRGANer's s/image at ``--tile`` beside ours from the speed section, and its tiling error."""
+    print("\n== Real-ESRGAN 0.3.0 (RealESRGANer, tile_pad 10, pre_pad 10, crop-and-paste)")
+    imported = import_realesrgan(args.realesrgan_path)
+    if imported is None:
         return
-    weights = Path("/tmp/bench_infer_rrdb.pth")
-    torch.save({"params_ema": build_model(args.nb, torch.device("cpu"), torch.float32).state_dict()}, weights)
-    network = BasicRRDBNet(num_in_ch=3, num_out_ch=3, num_feat=64, num_block=args.nb, num_grow_ch=32, scale=4)
-    half = args.precision == "fp16"
-    upsampler = RealESRGANer(
-        4, str(weights), model=network, tile=args.tile, tile_pad=10, pre_pad=10, half=half, device=device
-    )
-    for height, width in args.sizes:
-        image = (
-            (smooth_image(height, width).permute(1, 2, 0).numpy()[:, :, ::-1] * 255).round().astype(np.uint8)
+    basic_rrdb, realesrganer = imported
+
+    def upsampler(model: nn.Module, tile: int) -> object:
+        weights = Path("/tmp/bench_infer_rrdb.pth")
+        torch.save({"params_ema": model.float().cpu().state_dict()}, weights)
+        network = basic_rrdb(
+            num_in_ch=3, num_out_ch=3, num_feat=64, num_block=args.nb, num_grow_ch=32, scale=4
         )
+        half = args.precision == "fp16"
+        return realesrganer(
+            4, str(weights), model=network, tile=tile, tile_pad=10, pre_pad=10, half=half, device=device
+        )
+
+    def enhance(runner: object, image: torch.Tensor) -> torch.Tensor:
+        bgr = (image.permute(1, 2, 0).numpy()[:, :, ::-1] * 255).round().astype(np.uint8)
         with contextlib.redirect_stdout(io.StringIO()):  # it prints a line per tile
-            seconds = best_time(partial(upsampler.enhance, image), args.repeats)
-        print(f"   {width}x{height}: tile {args.tile}: {seconds:.2f} s/image, {1 / seconds:.3f} images/s")
+            output, _ = runner.enhance(bgr)  # type: ignore[attr-defined]
+        return torch.from_numpy(output[:, :, ::-1].copy()).permute(2, 0, 1).float() / 255
+
+    tiled_runner = upsampler(build_model(args.nb, torch.device("cpu"), torch.float32), args.tile)
+    for height, width in args.sizes:
+        image = smooth_image(height, width)
+        seconds = best_time(partial(enhance, tiled_runner, image), args.repeats)
+        mine = ours.get((height, width, "tiled"))
+        versus = (
+            f"; esrforge tile {min(args.tile, max(height, width) // 2)} (pad {args.pad} overlap {args.overlap}): {mine:.2f} s, {mine / seconds:.2f}x"
+            if mine
+            else ""
+        )
+        print(f"   {width}x{height}: tile {args.tile}: {seconds:.2f} s/image{versus}")
+    height, width, tile = seam_strip(args.quick)
+    realish = build_model(args.nb, torch.device("cpu"), torch.float32, realish=True)
+    image = smooth_image(height, width, seed=1)
+    whole = enhance(upsampler(realish, 0), image)
+    tiled = enhance(upsampler(realish, tile), image)
+    cuts = [4 * tile * k for k in range(1, math.ceil(width / tile))]
+    work = paste_work(height, tile, 10) * paste_work(width, tile, 10)
+    print(f"   tiling error on the seams section's strip ({width}x{height}, tile {tile}), uint8 outputs:")
+    print(SEAM_HEADER)
+    print(seam_row("RealESRGANer pad 10", work, tiled, whole, cuts, 32))
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -350,6 +415,9 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument(
         "--trained", type=Path, nargs="*", default=[], help="trained checkpoints for the precisions section"
+    )
+    parser.add_argument(
+        "--compile", action="store_true", help="speed section: each mode also through torch.compile"
     )
     parser.add_argument("--batch", type=int, default=1, help="tiles per forward pass")
     parser.add_argument("--pad", type=int, default=DEFAULT_PAD, help="context pixels per tile side")
@@ -394,8 +462,7 @@ def main() -> None:
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability {torch.backends.cpu.get_cpu_capability()}"
     )
-    if "speed" not in args.skip:
-        throughput(args, device)
+    ours = throughput(args, device) if "speed" not in args.skip else {}
     if "precision" not in args.skip and device.type == "cpu":
         precisions(args)
     if "memory" not in args.skip:
@@ -405,7 +472,7 @@ def main() -> None:
     if "seams" not in args.skip:
         seams(args, device)
     if "realesrgan" not in args.skip:
-        realesrgan(args, device)
+        realesrgan(args, device, ours)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from __future__ import annotations
 import pytest
 
 from esrforge.inference import DEFAULT_OVERLAP, DEFAULT_PAD, TileGrid, upscale
-from esrforge.inference.seams import realish_rrdb, seam_errors
+from esrforge.inference.seams import grid_cuts, realish_rrdb, seam_errors
 from esrforge.probes import psnr, smooth_image
 
 SCALE = 4
@@ -44,7 +44,7 @@ def test_default_overlap_is_above_50_db_and_seamless_where_crop_and_paste_is_not
     grid = TileGrid.plan(32, 320, TILE, DEFAULT_OVERLAP, DEFAULT_PAD)
     assert len(grid.cols) >= 4 and grid.crop_shape()[1] < 320
     assert psnr(tiled, whole) >= 50.0
-    border, inside = seam_errors(tiled - whole, grid, SCALE, DEFAULT_OVERLAP)
+    border, inside = seam_errors(tiled - whole, grid_cuts(grid, SCALE), SCALE, DEFAULT_OVERLAP)
     assert 0 < border <= inside, (
         f"error on tile borders {border * 255:.4f}/255, inside {inside * 255:.4f}/255"
     )
@@ -52,5 +52,7 @@ def test_default_overlap_is_above_50_db_and_seamless_where_crop_and_paste_is_not
     pasted = upscale(model, image, tile=TILE, pad=10, overlap=0)  # Real-ESRGAN: hard crops, tile_pad 10
     paste_grid = TileGrid.plan(32, 320, TILE, 0, 10)
     assert psnr(pasted, whole) < 40.0
-    paste_border, paste_inside = seam_errors(pasted - whole, paste_grid, SCALE, DEFAULT_OVERLAP)
+    paste_border, paste_inside = seam_errors(
+        pasted - whole, grid_cuts(paste_grid, SCALE), SCALE, DEFAULT_OVERLAP
+    )
     assert paste_border > 1.5 * paste_inside

@@ -21,12 +21,17 @@ from ..probes import smooth_image
 from .grid import TileGrid
 
 
-def seam_errors(difference: Tensor, grid: TileGrid, scale: int, band: int) -> tuple[float, float]:
-    """Mean ``|difference|`` ``(C, H, W)`` on the vertical cuts of ``grid``, and in the rest of ``band``
-    LR pixels centred on them."""
+def grid_cuts(grid: TileGrid, scale: int) -> list[int]:
+    """The HR columns where ``grid``'s neighbouring tiles meet (the middles of their shared bands)."""
     cuts = [scale * (span.window_start + span.ramp_in // 2) for span in grid.cols[1:]]
     if not cuts:
         raise ValueError("the grid has a single column of tiles: no border to measure")
+    return cuts
+
+
+def seam_errors(difference: Tensor, cuts: list[int], scale: int, band: int) -> tuple[float, float]:
+    """Mean ``|difference|`` ``(C, H, W)`` on the HR columns ``cuts`` (within one LR pixel), and in the
+    rest of ``band`` LR pixels centred on them."""
     columns = torch.arange(difference.shape[-1], dtype=torch.float32) + 0.5
     distance = torch.stack([(columns - cut).abs() for cut in cuts]).amin(0)
     per_column = difference.abs().float().mean(dim=(0, 1)).cpu()
