@@ -187,3 +187,18 @@ def test_auto_tile_is_sized_from_the_memory_on_the_cpu_and_on_cuda(monkeypatch):
     side = int((0.6 * 10 * 2**30 / 40_000.0) ** 0.5)  # crop side that fits 60% of the free memory
     assert engine.auto_tile(3, margin=96, batch=1) == (side - 96) // 16 * 16
     assert engine.auto_tile(3, margin=96, batch=4) == (int(side / 2) - 96) // 16 * 16
+
+
+def test_compiled_auto_tiles_compile_once_and_not_for_the_memory_probe():
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    counters = torch._dynamo.utils.counters["stats"]
+    before = counters["unique_graphs"]
+    image = torch.rand(3, 40, 56)
+    compiled = Upscaler(LocalNet(), TileOptions(tile_size="auto"), compiled=True)
+    assert compiled.engine.graphs is False  # CUDA graphs are for CUDA models only
+    out = compiled(image)
+    assert isinstance(compiled.tile, int)  # the probe ran (uncompiled) and sized the tile
+    assert counters["unique_graphs"] - before == 1
+    assert torch.allclose(out, Upscaler(LocalNet(), TileOptions(tile_size=None))(image), atol=1e-5)

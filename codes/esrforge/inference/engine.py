@@ -39,7 +39,10 @@ class Engine:
     then run channels_last). When ``dtype`` differs from the parameters' dtype the forward runs under
     autocast. A CUDA out-of-memory error halves the batch (for good); with one tile left it raises
     :class:`TileTooLarge`. ``multiple``: what input sizes must be multiples of (the network's description).
-    ``compiled``: run the model through torch.compile (it compiles at the first batch).
+    ``compiled``: run the model through torch.compile (it compiles at the first batch); on CUDA with CUDA
+    graphs (``reduce-overhead``: tiles have one shape, so one graph replays for all of them), whose
+    outputs live in the graph's memory until the next replay and are therefore copied out. The memory
+    probes of ``tile_size: auto`` run the model uncompiled, so that they compile nothing.
     """
 
     def __init__(
@@ -52,8 +55,11 @@ class Engine:
     ) -> None:
         parameter = next(model.parameters(), None)
         self.model = model
-        self.forward_model = torch.compile(model) if compiled else model
         self.device = parameter.device if parameter is not None else torch.device("cpu")
+        self.graphs = compiled and self.device.type == "cuda"
+        self.compiled = (
+            torch.compile(model, mode="reduce-overhead" if self.graphs else None) if compiled else model
+        )
         self.weight_dtype = parameter.dtype if parameter is not None else torch.float32
         self.dtype = dtype or self.weight_dtype
         self.channels_last = channels_last
@@ -67,14 +73,18 @@ class Engine:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.dtype)
 
-    def _forward(self, batch: Tensor) -> Tensor:
+    def _forward(self, batch: Tensor, eager: bool = False) -> Tensor:
         if self.device.type == "cuda" and batch.device.type == "cpu":
             batch = batch.pin_memory()
         x = batch.to(self.device, non_blocking=True).to(self.weight_dtype)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), self._autocast():
-            return self.forward_model(x).float()
+            if eager:
+                return self.model(x).float()
+            output = self.compiled(x)
+            result = output.float()
+            return result.clone() if self.graphs and result is output else result
 
     def __call__(self, batch: Tensor) -> Tensor:
         """The model's output for ``batch`` ``(B, C, h, w)``, float32 on the model's device."""
@@ -102,7 +112,7 @@ class Engine:
         torch.cuda.synchronize(self.device)
         base = torch.cuda.memory_allocated(self.device)
         torch.cuda.reset_peak_memory_stats(self.device)
-        self._forward(torch.zeros(1, channels, side, side))
+        self._forward(torch.zeros(1, channels, side, side), eager=True)
         torch.cuda.synchronize(self.device)
         return torch.cuda.max_memory_allocated(self.device) - base
 
@@ -117,7 +127,7 @@ class Engine:
         """Peak tensor memory per input pixel of a forward pass on the CPU, from one probe tile."""
         side = CPU_PROBE_SIZE * self.multiple
         probe = torch.zeros(1, channels, side, side)
-        return peak_tensor_bytes(lambda: self._forward(probe)) / side**2
+        return peak_tensor_bytes(lambda: self._forward(probe, eager=True)) / side**2
 
     def auto_tile(self, channels: int, margin: int, batch: int) -> int:
         """The largest tile (core, LR pixels) whose ``tile + margin`` crops fit ``batch`` at a time.

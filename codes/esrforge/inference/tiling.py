@@ -61,8 +61,9 @@ class Upscaler:
 
     ``description`` (the network's) gives the size multiple inputs are padded to; a network that tiles
     internally gets whole images. ``dtype`` is the compute precision (default: the model's; others run
-    under autocast); the model is not modified. ``compiled``: through torch.compile. A CUDA out-of-memory error halves the tile batch, then the tile size, and retries;
-    the smaller sizes are kept for later images.
+    under autocast); the model is not modified. ``compiled``: through torch.compile (CUDA graphs on CUDA,
+    see :class:`~.engine.Engine`). A CUDA out-of-memory error halves the tile batch, then the tile size, and
+    retries; the smaller sizes are kept for later images.
     """
 
     def __init__(

@@ -57,8 +57,9 @@ class ModelConfig:
     channels_last: bool = option(True, doc="run convolutions in channels_last memory format")
     compile: bool = option(
         False,
-        doc="torch.compile the network: the first tile compiles it (a minute on a CPU), a second tile shape "
-        "once more with dynamic shapes; the tiles of an image (and of every frame of a video) share one shape",
+        doc="torch.compile the network (on CUDA with CUDA graphs): the first tile compiles it (a minute on a "
+        "CPU), a second tile shape once more with dynamic shapes; the tiles of an image (and of every frame of "
+        "a video) share one shape",
     )
     networks: GeneratorSection = option(factory=GeneratorSection, doc="the network")
     path: WeightsSection = option(factory=WeightsSection, doc="the generator weights")
