@@ -64,6 +64,10 @@ class OnnxModule(nn.Module):
         self.fixed_size = (height, width) if isinstance(height, int) and isinstance(width, int) else None
         log.info("%s: %s, on %s", path, self.info.line(), self.session.get_providers()[0])
 
+    def loaded(self) -> LoadedNetwork:
+        """This module as a loaded network: itself, the options it was exported from, its description."""
+        return LoadedNetwork(self, self.info.options, self.info.description)
+
     def fit_tiling(self, tiling: TileOptions) -> TileOptions:
         """``tiling`` with a tile size whose crops (tile, overlap and pad, rounded up to the size multiple)
         fit the fixed input size; for a dynamic model, ``auto`` is :data:`CPU_AUTO_TILE` (onnxruntime's
@@ -116,5 +120,4 @@ class OnnxModule(nn.Module):
 
 def load_onnx(path: Path, cuda: bool = False) -> LoadedNetwork:
     """An esrforge ONNX file as a loaded network: its module, the options it was exported from, its description."""
-    module = OnnxModule(Path(path), cuda)
-    return LoadedNetwork(module, module.info.options, module.info.description)
+    return OnnxModule(Path(path), cuda).loaded()

@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -36,7 +37,7 @@ from .images import (
     write_output,
 )
 from .jobs import Job, plan_jobs
-from .onnx_model import OnnxModule, load_onnx
+from .onnx_model import OnnxModule
 from .options import TestConfig
 from .tiling import TileOptions, Upscaler
 
@@ -45,24 +46,58 @@ IMAGE_ERRORS = (ValueError, OSError, RuntimeError, cv2.error)
 """What fails one image without stopping the run (unreadable file, too large, unwritable, ...)."""
 
 
-def load_model(config: ModelConfig) -> LoadedNetwork:
-    """The generator with the config's weights; without ``networks.generator``, the one the tensors hold.
+Placement = Callable[[ModelConfig, TileOptions], tuple[TileOptions, bool]]
+"""Puts a loaded model where the config runs it; returns the tiling it runs with and whether to compile."""
+
+
+def load_model(config: ModelConfig) -> tuple[LoadedNetwork, Placement]:
+    """The generator with the config's weights (without ``networks.generator``, the one the tensors hold),
+    and how to place it.
 
     A ``.onnx`` file runs in onnxruntime (:mod:`.onnx_model`); it holds its network, so ``networks.generator``,
     ``param_key`` and ``strict_load`` do not apply to it.
     """
     path = config.path
     assert path.pretrain_model_generator is not None, "checked when the config loads"
+    place: Placement
     if path.pretrain_model_generator.suffix.lower() == ".onnx":
-        loaded = load_onnx(path.pretrain_model_generator, cuda=bool(config.gpu_ids))
+        onnx = OnnxModule(path.pretrain_model_generator, cuda=bool(config.gpu_ids))
+        loaded = onnx.loaded()
+        place = partial(place_onnx, onnx)
     else:
         options = config.networks.generator
         loaded = load_generator(path.pretrain_model_generator, options, path.strict_load, path.param_key)
+        place = partial(place_torch, loaded)
     found = loaded.description.scale
     if config.scale is not None and found != config.scale:
         raise ValueError(f"scale: the config says {config.scale}, the checkpoint is a x{found} model")
     loaded.module.eval()
-    return loaded
+    return loaded, place
+
+
+def place_onnx(model: OnnxModule, config: ModelConfig, tiling: TileOptions) -> tuple[TileOptions, bool]:
+    """An ONNX model's session fixes its device and its export its precision: only its tiles can change."""
+    if config.fp16 or config.bf16:
+        log.warning("%s: runs in the precision it was exported in (%s)", model.path, model.info.precision)
+    if config.compile:
+        log.warning("%s: an ONNX model runs in onnxruntime; compile does not apply", model.path)
+    return model.fit_tiling(tiling), False
+
+
+def place_torch(loaded: LoadedNetwork, config: ModelConfig, tiling: TileOptions) -> tuple[TileOptions, bool]:
+    """A PyTorch network on the config's device, in its memory format and compute dtype."""
+    model, description = loaded.module, loaded.description
+    device = select_device(config.gpu_ids)
+    dtype = compute_dtype(config, device, description)
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
+    model.to(device=device)
+    if dtype == torch.float32 and automatic_bf16(config, model, description, device):
+        dtype = torch.bfloat16
+    model.to(dtype=dtype)
+    if config.compile:
+        log.info("torch.compile: the first tile compiles the network")
+    return tiling, config.compile
 
 
 def compute_dtype(config: ModelConfig, device: torch.device, description: Description) -> torch.dtype:
@@ -118,32 +153,15 @@ def build_upscaler(
     config: ModelConfig, tiling: TileOptions, progress: bool = False
 ) -> tuple[Upscaler, Description]:
     """The :class:`Upscaler` of the config's model (on the device, in the compute dtype) and its description."""
-    loaded = load_model(config)
+    loaded, place = load_model(config)
     model, description = loaded.module, loaded.description
-    if isinstance(model, OnnxModule):  # its session fixes the device, the export fixed the precision
-        if config.fp16 or config.bf16:
-            log.warning("%s: runs in the precision it was exported in (%s)", model.path, model.info.precision)
-        if config.compile:
-            log.warning("%s: an ONNX model runs in onnxruntime; compile does not apply", model.path)
-        tiling = model.fit_tiling(tiling)
-    else:
-        device = select_device(config.gpu_ids)
-        dtype = compute_dtype(config, device, description)
-        if config.channels_last:
-            model.to(memory_format=torch.channels_last)
-        model.to(device=device)
-        if dtype == torch.float32 and automatic_bf16(config, model, description, device):
-            dtype = torch.bfloat16
-        model.to(dtype=dtype)
+    tiling, compiled = place(config, tiling)
     if description.tiling == "discouraged" and tiling.tile_size is not None:
         log.info(
             "%s uses global context: seams may show at tile borders; tile_size: null (--tile 0) "
             "runs whole images",
             description.architecture,
         )
-    compiled = config.compile and not isinstance(model, OnnxModule)
-    if compiled:
-        log.info("torch.compile: the first tile compiles the network")
     upscaler = Upscaler(
         model,
         tiling,
