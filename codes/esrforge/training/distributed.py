@@ -24,6 +24,17 @@ log = logging.getLogger(__name__)
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 
 
+def _flatten(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """One flat copy of ``tensors`` (same device and dtype), for a single collective."""
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
+def _unflatten(flat: torch.Tensor, tensors: list[torch.Tensor]) -> None:
+    """Copy the parts of ``flat`` back into ``tensors``, in order."""
+    for tensor, part in zip(tensors, flat.split([t.numel() for t in tensors]), strict=True):
+        tensor.copy_(part.view_as(tensor))
+
+
 def unwrap_model(model: nn.Module) -> nn.Module:
     """The network inside DistributedDataParallel, DataParallel and torch.compile wrappers."""
     while True:
@@ -125,10 +136,9 @@ class DistributedContext:
         for tensor in tensors:
             groups.setdefault((tensor.device, tensor.dtype), []).append(tensor.detach())
         for group in groups.values():
-            flat = torch.cat([t.reshape(-1) for t in group])
+            flat = _flatten(group)
             collective(flat)
-            for tensor, part in zip(group, flat.split([t.numel() for t in group]), strict=True):
-                tensor.copy_(part.view_as(tensor))
+            _unflatten(flat, group)
 
     def barrier(self) -> None:
         """Wait for every process (a no-op for a single process)."""
@@ -266,7 +276,7 @@ class GradientReducer:
         if not grads:  # no gradient in this bucket, on any process
             self._launched.append(([], None, None))
             return
-        flat = torch.cat([g.reshape(-1) for g in grads])
+        flat = _flatten(grads)
         self._launched.append((grads, flat, dist.all_reduce(flat, op=dist.ReduceOp.SUM, async_op=True)))
 
     def finish(self) -> None:
@@ -280,7 +290,6 @@ class GradientReducer:
                 continue
             work.wait()
             flat.div_(self.world_size)
-            for grad, part in zip(grads, flat.split([g.numel() for g in grads]), strict=True):
-                grad.copy_(part.view_as(grad))
+            _unflatten(flat, grads)
         self.armed = False
         self._launched = []

@@ -20,7 +20,7 @@ from ..losses.translational import TranslationalLoss
 from ..options.schema import TrainSection
 from ..randomness import StepGenerators
 from .compiled import Forwards
-from .distributed import DistributedContext, GradientReducer
+from .distributed import GradientReducer
 from .precision import Precision
 
 
@@ -109,8 +109,7 @@ class IterationRunner:
         train: TrainSection,
         precision: Precision,
         scale: int,
-        dist: DistributedContext | None = None,
-        generators: StepGenerators | None = None,
+        generators: StepGenerators,
         usm: UsmOptions | None = None,
         forwards: Forwards | None = None,
     ) -> None:
@@ -120,8 +119,7 @@ class IterationRunner:
         self.train = train
         self.precision = precision
         self.scale = scale
-        self.dist = dist or DistributedContext()
-        self.generators = generators or StepGenerators(train.manual_seed, self.dist.rank, self.dist.device)
+        self.generators = generators
         self.gan = next((loss for loss in losses if isinstance(loss, GanLoss)), None)
         self.translational = next((loss for loss in losses if isinstance(loss, TranslationalLoss)), None)
         self.usm = usm or UsmOptions()

@@ -89,7 +89,6 @@ class Trainer:
             self.train,
             self.precision,
             config.scale,
-            dist,
             generators,
             degradation.usm if degradation is not None else UsmOptions(),
             training_forwards(self.nets.generator.net, discriminator, self.losses, self.compiled),
