@@ -69,8 +69,10 @@ def test_two_accumulated_half_batches_give_the_gradients_of_one_batch(tmp_path, 
     two = split.runner.run([(lq[:2], hq[:2]), (lq[2:], hq[2:])], step=0)
     a, b = gradients(whole), gradients(split)
     assert a.keys() == b.keys() and any(k.startswith("D.") for k in a)
-    for name, grad in a.items():  # float sums over 4 samples and over 2 + 2 round differently
-        assert (b[name] - grad).norm() <= 1e-5 * grad.norm(), name
+    # float sums over 4 samples and over 2 + 2 round differently: up to 3e-5 of the norm in D's first
+    # bias on an AVX-512 AMD CPU (oneDNN's reduction order), where a lost or doubled batch would be ~50%
+    for name, grad in a.items():
+        assert (b[name] - grad).norm() <= 1e-4 * grad.norm(), name
     for key, value in one.values.items():  # logged losses are the means over the accumulated batches
         torch.testing.assert_close(two.values[key], value, rtol=1e-4, atol=1e-6, msg=key)
     assert set(two.skipped) == {"generator", "discriminator"} and not any(two.skipped.values())
