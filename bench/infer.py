@@ -135,7 +135,11 @@ def throughput(args: argparse.Namespace, device: torch.device) -> dict[tuple[int
     upscaler_warm = Upscaler(model, TileOptions(tile_size=None))
     upscaler_warm(smooth_image(16, 16))  # first-call set-up (oneDNN / cuDNN)
     print(f"\n== images/s, x4 RRDBNet 64/{args.nb}/32, {args.precision}, {device}")
-    print(f"{'input':>10} {'tiling':>22} {'work':>6} {'s/image':>9} {'images/s':>9} {'LR Mpx/s':>9}")
+    cuda = device.type == "cuda"
+    peak_header = f" {'peak GiB':>9}" if cuda else ""
+    print(
+        f"{'input':>10} {'tiling':>22} {'work':>6} {'s/image':>9} {'images/s':>9} {'LR Mpx/s':>9}{peak_header}"
+    )
     for height, width in args.sizes:
         image = smooth_image(height, width)
         tiled = min(args.tile, max(height, width) // 2)
@@ -148,6 +152,8 @@ def throughput(args: argparse.Namespace, device: torch.device) -> dict[tuple[int
                 tile_batch_size=args.batch,
             )
             upscaler = Upscaler(model, options, compiled=compiled)
+            if cuda:
+                torch.cuda.reset_peak_memory_stats(device)
             first = best_time(partial(upscaler, image, torch.uint8), 1) if compiled else 0.0
             seconds = best_time(partial(upscaler, image, torch.uint8), args.repeats)
             times[height, width, mode + " compiled" * compiled] = seconds
@@ -158,6 +164,7 @@ def throughput(args: argparse.Namespace, device: torch.device) -> dict[tuple[int
             rate = height * width / seconds / 1e6
             print(
                 f"{width}x{height:<5} {label:>22} {ratio:6.2f} {seconds:9.2f} {1 / seconds:9.3f} {rate:9.4f}"
+                + (f" {torch.cuda.max_memory_allocated(device) / 2**30:9.2f}" if cuda else "")
                 + (f"  compiled (first image {first:.1f} s)" if compiled else "")
             )
     return times

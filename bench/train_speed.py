@@ -10,7 +10,7 @@ the first ``--warmup`` steps (set-up, cuDNN autotuning) are left out.
 ``--quick`` (for CPUs) uses an RRDB 16/2/8, a discriminator of width 16 and batch 4; ``--batch 2`` gives
 the peers' CPU workloads (``../shared/peers``: psnr_full, esrgan_gan). Each precision (on CPUs with
 AVX-512-BF16/AMX: fp32 and bf16) runs with each ``--compile`` setting. The figures go to stdout,
-train.py's progress bars and log to stderr.
+train.py's progress bars and log to stderr. On CUDA each setting also prints its peak allocated memory.
 """
 
 from __future__ import annotations
@@ -72,6 +72,8 @@ def seconds_per_step(overrides: list[str], warmup: int, steps: int, name: str) -
     """Mean seconds per step of the recipe config with ``overrides``, after ``warmup`` steps."""
     config = load_config(CONFIG, [*overrides, f"train.niter={warmup + steps + 1}", f"name={name}"])
     TimedRunner.starts = []
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
     if train(config, archive=False) != 0:
         raise SystemExit(f"{name}: training failed")
     starts = TimedRunner.starts
@@ -122,7 +124,8 @@ def main() -> None:
         batch = args.batch or (4 if args.quick else 16)
         accumulated = f" x {args.accumulate} accumulated" if args.accumulate > 1 else ""
         print(f"== s/step, train_div2k_esrgan.yml ({network}, batch {batch}{accumulated}, GT 128), {device}")
-        print(f"{'phase':>6} {'precision':>10} {'compile':>8} {'s/step':>8} {'steps/s':>8}")
+        peak = f" {'peak GiB':>9}" if cuda else ""
+        print(f"{'phase':>6} {'precision':>10} {'compile':>8} {'s/step':>8} {'steps/s':>8}{peak}")
         for phase in args.phases:
             extra = GAN_PHASE if phase == "GAN" else []
             for precision, compiled in itertools.product(precisions, args.compile):
@@ -130,8 +133,9 @@ def main() -> None:
                 flags += [f"{precision}=true"] if precision != "fp32" else []
                 name = f"{phase}_{precision}_{compiled}"
                 per_step = seconds_per_step(flags, args.warmup, args.steps, name)
+                peak = f" {torch.cuda.max_memory_allocated() / 2**30:9.2f}" if cuda else ""
                 print(
-                    f"{phase:>6} {precision:>10} {compiled:>8} {per_step:8.3f} {1 / per_step:8.2f}",
+                    f"{phase:>6} {precision:>10} {compiled:>8} {per_step:8.3f} {1 / per_step:8.2f}{peak}",
                     flush=True,
                 )
 
