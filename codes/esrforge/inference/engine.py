@@ -57,7 +57,7 @@ class Engine:
         self.model = model
         self.device = parameter.device if parameter is not None else torch.device("cpu")
         self.graphs = compiled and self.device.type == "cuda"
-        self.compiled = (
+        self.forward_model = (
             torch.compile(model, mode="reduce-overhead" if self.graphs else None) if compiled else model
         )
         self.weight_dtype = parameter.dtype if parameter is not None else torch.float32
@@ -82,7 +82,7 @@ class Engine:
         with torch.inference_mode(), self._autocast():
             if eager:
                 return self.model(x).float()
-            output = self.compiled(x)
+            output = self.forward_model(x)
             result = output.float()
             return result.clone() if self.graphs and result is output else result
 
