@@ -38,14 +38,15 @@ def test_half_precisions_are_close_to_float32(dtype):
     assert psnr(half, reference) > (40 if dtype == torch.float16 else 30)
 
 
-def test_real_out_of_memory_shrinks_the_tile_and_finishes(caplog):
+@pytest.mark.parametrize("compiled", [False, True])
+def test_real_out_of_memory_shrinks_the_tile_and_finishes(caplog, compiled):
     total = torch.cuda.get_device_properties(0).total_memory
     model = RRDBNet(RRDBNetOptions(nf=64, nb=2, gc=32, scale=4)).eval().cuda()
     image = torch.rand(3, 768, 768)
     torch.cuda.empty_cache()
     torch.cuda.set_per_process_memory_fraction(3 * 2**30 / total)
     try:
-        upscaler = Upscaler(model, TileOptions(tile_size=768, tile_batch_size=2))
+        upscaler = Upscaler(model, TileOptions(tile_size=768, tile_batch_size=2), compiled=compiled)
         with caplog.at_level(logging.WARNING):
             out = upscaler(image, torch.uint8)
     finally:
@@ -54,6 +55,7 @@ def test_real_out_of_memory_shrinks_the_tile_and_finishes(caplog):
     assert out.shape == (3, 3072, 3072)
     assert upscaler.tile is not None and upscaler.tile < 768
     assert "out of memory" in caplog.text
+    assert not upscaler.engine.graphs  # out of memory, CUDA graphs are dropped
 
 
 def test_auto_tile_measures_the_model_and_fits(caplog):
@@ -73,5 +75,14 @@ def test_compiled_tiles_replay_cuda_graphs_and_equal_eager():
     eager = Upscaler(model, options)(image)
     compiled = Upscaler(model, options, compiled=True)
     assert compiled.engine.graphs
-    for _ in range(3):  # later images replay the graphs; each replay's outputs are copied out first
+    for _ in range(3):  # later images replay the graphs
         assert psnr(compiled(image), eager) > 60
+    engine = compiled.engine
+    x1, x2 = torch.rand(2, 3, 40, 40), torch.rand(2, 3, 40, 40)
+    with torch.no_grad():
+        expected = model(x1.cuda())
+    first = engine(x1)
+    engine(x2)  # a later replay must not overwrite an earlier output: outputs are copied out
+    torch.testing.assert_close(first, expected, atol=1e-4, rtol=1e-4)
+    engine.max_batch = 1  # a split batch concatenates the outputs of consecutive replays
+    torch.testing.assert_close(engine(x1), expected, atol=1e-4, rtol=1e-4)

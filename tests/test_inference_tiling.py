@@ -189,8 +189,13 @@ def test_auto_tile_is_sized_from_the_memory_on_the_cpu_and_on_cuda(monkeypatch):
     assert engine.auto_tile(3, margin=96, batch=4) == (int(side / 2) - 96) // 16 * 16
 
 
-def test_compiled_auto_tiles_compile_once_and_not_for_the_memory_probe():
+@pytest.mark.slow
+def test_compiled_auto_tiles_compile_once_and_not_for_the_memory_probe(monkeypatch):
     import torch._dynamo
+
+    from esrforge.inference import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "available_memory", lambda: 2**30)  # auto measures a probe tile
 
     torch._dynamo.reset()
     counters = torch._dynamo.utils.counters["stats"]
@@ -199,6 +204,24 @@ def test_compiled_auto_tiles_compile_once_and_not_for_the_memory_probe():
     compiled = Upscaler(LocalNet(), TileOptions(tile_size="auto"), compiled=True)
     assert compiled.engine.graphs is False  # CUDA graphs are for CUDA models only
     out = compiled(image)
-    assert isinstance(compiled.tile, int)  # the probe ran (uncompiled) and sized the tile
+    assert isinstance(compiled.tile, int) and compiled.tile > 56  # the probe sized the tile: one crop
     assert counters["unique_graphs"] - before == 1
     assert torch.allclose(out, Upscaler(LocalNet(), TileOptions(tile_size=None))(image), atol=1e-5)
+
+
+def test_out_of_memory_with_cuda_graphs_drops_them_and_runs_uncompiled(caplog):
+    from esrforge.inference.engine import Engine
+
+    engine = Engine(LocalNet())
+
+    def out_of_memory(x: Tensor) -> Tensor:
+        raise torch.OutOfMemoryError("CUDA out of memory (faked)")
+
+    engine.graphs, engine.forward_model = True, out_of_memory  # what a CUDA model's graphs would meet
+    batch = torch.rand(2, 3, 8, 8)
+    with caplog.at_level("WARNING"):
+        out = engine(batch)
+    assert not engine.graphs and engine.forward_model is engine.model
+    assert engine.max_batch is None  # the batch was not halved: dropping the graphs was enough
+    torch.testing.assert_close(out, LocalNet()(batch).detach())
+    assert "out of memory with CUDA graphs: running the network uncompiled" in caplog.text

@@ -40,9 +40,10 @@ class Engine:
     autocast. A CUDA out-of-memory error halves the batch (for good); with one tile left it raises
     :class:`TileTooLarge`. ``multiple``: what input sizes must be multiples of (the network's description).
     ``compiled``: run the model through torch.compile (it compiles at the first batch); on CUDA with CUDA
-    graphs (``reduce-overhead``: tiles have one shape, so one graph replays for all of them), whose
-    outputs live in the graph's memory until the next replay and are therefore copied out. The memory
-    probes of ``tile_size: auto`` run the model uncompiled, so that they compile nothing.
+    graphs (``reduce-overhead``: one graph per tile shape and batch size, replayed for every batch of
+    them), whose outputs live in the graph's memory until the next replay and are therefore copied out;
+    out of memory, it drops the graphs and runs uncompiled. The memory probes of ``tile_size: auto`` run
+    the model uncompiled, so that they compile nothing.
     """
 
     def __init__(
@@ -96,11 +97,24 @@ class Engine:
         except torch.OutOfMemoryError:
             pass  # handled below, once the failed forward's tensors are freed
         self.release_memory()
+        if self.graphs:  # the graphs' memory pools stay reserved: out of memory, run without them
+            self.drop_graphs()
+            return self(batch)
         if len(batch) == 1:
             raise TileTooLarge(f"out of memory on one {batch.shape[-1]}x{batch.shape[-2]} tile")
         self.max_batch = max(1, len(batch) // 2)
         log.warning("out of memory: running tiles in batches of %d", self.max_batch)
         return self(batch)
+
+    def drop_graphs(self) -> None:
+        """Run uncompiled from now on, returning the CUDA graphs' memory (after an out-of-memory error)."""
+        from torch._inductor import cudagraph_trees
+
+        log.warning("out of memory with CUDA graphs: running the network uncompiled")
+        self.graphs = False
+        self.forward_model = self.model
+        cudagraph_trees.reset_cudagraph_trees()
+        self.release_memory()
 
     def release_memory(self) -> None:
         """Return cached CUDA memory after an out-of-memory error."""
