@@ -128,6 +128,11 @@ def work_ratio(height: int, width: int, tile: int | None, overlap: int, pad: int
     return len(grid) * crop_h * crop_w / (height * width)
 
 
+def tiled_size(args: argparse.Namespace, height: int, width: int) -> int:
+    """The tile size of the ``tiled`` runs: ``--tile``, at most half the input's longer side."""
+    return min(args.tile, max(height, width) // 2)
+
+
 def throughput(args: argparse.Namespace, device: torch.device) -> dict[tuple[int, int, str], float]:
     """s/image per ``(height, width, mode)``, printed with the work ratio and throughput."""
     times: dict[tuple[int, int, str], float] = {}
@@ -142,7 +147,7 @@ def throughput(args: argparse.Namespace, device: torch.device) -> dict[tuple[int
     )
     for height, width in args.sizes:
         image = smooth_image(height, width)
-        tiled = min(args.tile, max(height, width) // 2)
+        tiled = tiled_size(args, height, width)
         settings: dict[str, int | str | None] = {"untiled": None, "tiled": tiled, "auto": "auto"}
         for mode, compiled in itertools.product(args.modes, (False, True) if args.compile else (False,)):
             options = TileOptions(
@@ -303,12 +308,16 @@ def seam_row(
     )
 
 
-def paste_work(length: int, tile: int, pad: int, pre_pad: int = 10) -> float:
-    """Network input pixels per image pixel along one axis for RealESRGANer's tiles: the axis padded by
-    ``pre_pad``, cut every ``tile`` pixels, each tile with ``pad`` context per side clipped at the edges."""
-    padded = length + pre_pad
-    starts = range(0, padded, tile)
-    return sum(min(start + tile + pad, padded) - max(start - pad, 0) for start in starts) / length
+def paste_work(height: int, width: int, tile: int, pad: int = 10, pre_pad: int = 10) -> float:
+    """Network input pixels per image pixel for RealESRGANer's tiles: the image padded by ``pre_pad``, cut
+    every ``tile`` pixels, each tile with ``pad`` context per side clipped at the edges."""
+
+    def axis(length: int) -> float:
+        padded = length + pre_pad
+        starts = range(0, padded, tile)
+        return sum(min(start + tile + pad, padded) - max(start - pad, 0) for start in starts) / length
+
+    return axis(height) * axis(width)
 
 
 def seams(args: argparse.Namespace, device: torch.device) -> None:
@@ -382,7 +391,7 @@ def realesrgan(
     enhance(tiled_runner, smooth_image(16, 16))  # first-call set-up, as the speed section's
     for height, width in args.sizes:
         image = smooth_image(height, width)
-        tile = min(args.tile, max(height, width) // 2)  # the speed section's tiled size
+        tile = tiled_size(args, height, width)
         tiled_runner.tile_size = tile  # type: ignore[attr-defined]
         seconds = best_time(partial(enhance, tiled_runner, image), args.repeats)
         mine = ours.get((height, width, "tiled"))
@@ -391,7 +400,7 @@ def realesrgan(
             if mine
             else ""
         )
-        work = paste_work(height, tile, 10) * paste_work(width, tile, 10)
+        work = paste_work(height, width, tile)
         print(f"   {width}x{height}: tile {tile} (work {work:.2f}): {seconds:.2f} s/image{versus}")
     height, width, tile = seam_strip(args.quick)
     realish = build_model(args.nb, torch.device("cpu"), torch.float32, realish=True)
@@ -399,7 +408,7 @@ def realesrgan(
     whole = enhance(upsampler(realish, 0), image)
     tiled = enhance(upsampler(realish, tile), image)
     cuts = [4 * tile * k for k in range(1, math.ceil(width / tile))]
-    work = paste_work(height, tile, 10) * paste_work(width, tile, 10)
+    work = paste_work(height, width, tile)
     print(f"   tiling error on the seams section's strip ({width}x{height}, tile {tile}), uint8 outputs:")
     print(SEAM_HEADER)
     print(seam_row("RealESRGANer pad 10", work, tiled, whole, cuts, 32))

@@ -96,10 +96,10 @@ class Engine:
             return self._forward(batch)
         except torch.OutOfMemoryError:
             pass  # handled below, once the failed forward's tensors are freed
-        self.release_memory()
         if self.graphs:  # the graphs' memory pools stay reserved: out of memory, run without them
             self.drop_graphs()
             return self(batch)
+        self.release_memory()
         if len(batch) == 1:
             raise TileTooLarge(f"out of memory on one {batch.shape[-1]}x{batch.shape[-2]} tile")
         self.max_batch = max(1, len(batch) // 2)
