@@ -151,6 +151,8 @@ def run_seed(args: argparse.Namespace, data: Path, seed: int) -> tuple[list[str]
     raw = protocol_config(data, args.out, seed, args.steps, args.eval_at, args.init)
     if args.bf16:  # the training in bf16 autocast; the scores stay fp32 (test.py --fp32)
         raw.update(bf16=True, name=f"{raw['name']}_bf16")
+    else:  # the protocol trains in float32: no automatic bf16 on CPUs with AVX-512-BF16/AMX
+        raw.update(fp32=True)
     config = load_config_data(raw, "quality protocol", REPO, [f"path.resume_state={args.resume}"])
     final = config.experiment_dir / "models" / f"{args.steps}_G.pth"
     if not final.exists() and train(config, archive=False) != 0:

@@ -2,6 +2,7 @@
 
     python bench/train_experiment.py [--shared ../shared/datasets] [--l1-steps 2000] [--gan-steps 500]
                                      [--vgg-weights vgg19.pth] [--docs docs/experiment]
+                                     [--precision auto|fp32|bf16]
 
 1. cuts 11 of the 12 photos into 240 px chunks (the 12th, Wood.jpg, is held out for validation);
 2. trains ``bench/experiment/l1_x4.yml`` (RRDB 32/6/16 with a bicubic skip, L1; about 30 minutes on a
@@ -27,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "codes"))
 
@@ -42,6 +45,7 @@ from esrforge.logs import setup_logging  # noqa: E402
 from esrforge.metrics.evaluate import ImageScore, evaluate_folder, mean_score  # noqa: E402
 from esrforge.options.loader import load_config  # noqa: E402
 from esrforge.options.schema import Config  # noqa: E402
+from esrforge.training.precision import Precision  # noqa: E402
 
 log = logging.getLogger("esrforge")
 
@@ -69,9 +73,12 @@ def prepare_data(photos: Path) -> None:
     log.info("experiment data: %s", summary)
 
 
-def stage(config_file: Path, overrides: list[str]) -> tuple[Config, Path, float]:
-    """Train one config (skipped when its final generator exists); the config, that generator and the minutes."""
+def stage(config_file: Path, overrides: list[str], suffix: str) -> tuple[Config, Path, float]:
+    """Train one config, its name + ``suffix`` (skipped when its final generator exists); the config, that
+    generator and the minutes."""
     config = load_config(config_file, overrides)
+    if suffix:
+        config = load_config(config_file, [*overrides, f"name={config.name}{suffix}"])
     assert config.train is not None
     final = config.experiment_dir / "models" / f"{config.train.niter}_G.pth"
     if final.exists():
@@ -157,6 +164,13 @@ def main() -> None:
         "--lpips", action="store_true", help="score LPIPS too (AlexNet weights in torchvision's cache)"
     )
     parser.add_argument("--docs", type=Path, default=REPO / "docs" / "experiment")
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="training precision; auto: bf16 on CPUs with AVX-512-BF16/AMX, else float32 (a forced one "
+        "trains into experiment folders of its own)",
+    )
     args = parser.parse_args()
     setup_logging()
     photos, benchmark = args.shared / "photos", args.shared / "benchmark"
@@ -168,22 +182,26 @@ def main() -> None:
         f"train.niter={args.l1_steps}",
         f"train.lr_steps=[{args.l1_steps // 2}, {args.l1_steps * 3 // 4}]",
     ]
-    l1_config, l1_model, l1_minutes = stage(HERE / "l1_x4.yml", [*data, *l1_steps])
-    gan = [*data, f"train.niter={args.gan_steps}", f"path.pretrain_model_generator={l1_model}"]
+    forced = [] if args.precision == "auto" else [f"{args.precision}=true"]
+    suffix = "" if args.precision == "auto" else f"_{args.precision}"
+    l1_config, l1_model, l1_minutes = stage(HERE / "l1_x4.yml", [*data, *l1_steps, *forced], suffix)
+    gan = [*data, *forced, f"train.niter={args.gan_steps}", f"path.pretrain_model_generator={l1_model}"]
     if args.vgg_weights is not None:
         perceptual = f"{{type: perceptual, weight: 1.0, weights_path: {args.vgg_weights.resolve()}}}"
         gan.append(f"train.losses[4]={perceptual}")
-    _, gan_model, gan_minutes = stage(HERE / "gan_x4.yml", gan)
+    _, gan_model, gan_minutes = stage(HERE / "gan_x4.yml", gan, suffix)
     results, folders = {}, {}
     for label, model in (("L1", l1_model), ("GAN", gan_model)):
         results[label], folders[label] = score(
-            model, benchmark, l1_config.experiment_dir.parent / "experiment_scores" / label
+            model, benchmark, l1_config.experiment_dir.parent / f"experiment_scores{suffix}" / label
         )
     args.docs.mkdir(parents=True, exist_ok=True)
     pictures = crops(benchmark, folders, args.docs)
     report = table(benchmark, results)
+    device = torch.device("cuda" if l1_config.gpu_ids else "cpu")
+    precision = Precision(l1_config.fp16, l1_config.bf16, device, l1_config.fp32).describe()
     report += f"\nL1 stage: {args.l1_steps} steps, {l1_minutes:.1f} min; GAN stage: {args.gan_steps} steps, {gan_minutes:.1f} min"
-    report += f" ({'with' if args.vgg_weights else 'without'} the perceptual loss).\n"
+    report += f" ({'with' if args.vgg_weights else 'without'} the perceptual loss); {precision}.\n"
     report += "\nNetwork interpolation on Set14, (1 - alpha) L1 + alpha GAN:\n\n"
     report += sweep(l1_model, gan_model, benchmark, args.docs / "interpolation", args.lpips)
     atomic_write_text(args.docs / "results.md", report)

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ import yaml
 
 from esrforge.data.imageio import write_image
 from esrforge.training.curves import History
+from esrforge.training.precision import Precision
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,12 +31,19 @@ def write_blocky_images(folder: Path, count: int = 3, size: int = 100) -> None:
         write_image(folder / f"img{i}.png", np.clip(image, 0, 255).astype(np.uint8))
 
 
+ANY_PRECISION = "fp32=false"
+"""The tiny configs train in float32 even on CPUs with bf16 instructions (``fp32: true``), since runs in
+subprocesses (torchrun, killed runs) do not see ``no_automatic_bf16``; this override lifts that for a
+test that sets ``fp16`` or ``bf16`` or wants the automatic choice."""
+
+
 def tiny_gan_config(root: Path, niter: int = 6) -> Path:
     """Every loss of the recipe, EMA and validation, on 96 px tiles and a 1-block RRDB."""
     write_blocky_images(root / "data")
     raw = {
         "name": "run",
         "gpu_ids": [],
+        "fp32": True,  # see ANY_PRECISION
         "datasets": {
             "train": {
                 "type": "HRPatchDataset",
@@ -84,7 +93,7 @@ def tiny_realesrgan_config(root: Path, niter: int = 6, name: str = "train_reales
     """
     write_blocky_images(root / "data", size=64)
     raw = yaml.safe_load((REPO / "options" / f"{name}.yml").read_text())
-    raw.update(name="run", gpu_ids=[])
+    raw.update(name="run", gpu_ids=[], fp32=True)  # see ANY_PRECISION
     train_data = raw["datasets"]["train"]
     train_data.update(dataroot="data", target_size=32, batch_size=2, n_workers=1)
     train_data["degradation"].update(patch_size=48, queue_size=4)
@@ -164,9 +173,21 @@ def random_imagenet(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(autouse=True)
 def no_automatic_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Inference runs in fp32 unless a test asks otherwise: the CPUs that run the suite differ in whether
-    they have bf16 instructions, and with them inference would pick bf16 by itself."""
+    """Training and inference run in fp32 unless a test asks otherwise: the CPUs that run the suite differ
+    in whether they have bf16 instructions, and with them both would pick bf16 by themselves."""
     monkeypatch.setattr("esrforge.inference.runner.cpu_has_bf16", lambda: False)
+    monkeypatch.setattr("esrforge.training.precision.cpu_has_bf16", lambda: False)
+
+
+def force_autocast(monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype) -> None:
+    """Training autocasts to ``dtype`` on the CPU too (fp16 normally falls back to float32 there)."""
+    original = Precision.__init__
+
+    def forced(self: Precision, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        self.dtype = dtype
+
+    monkeypatch.setattr(Precision, "__init__", forced)
 
 
 def compare_runs(straight: Path, resumed: Path, step: int) -> None:

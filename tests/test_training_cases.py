@@ -11,14 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import tiny_gan_config
+from conftest import ANY_PRECISION, force_autocast, tiny_gan_config
 from esrforge import fileio
 from esrforge.cli.common import run_program
 from esrforge.cli.train import main
 from esrforge.losses import penalty
 from esrforge.losses.pixel import PixelLoss
 from esrforge.training import state, trainer
-from esrforge.training.precision import Precision
 from esrforge.training.steps import IterationRunner, loss_names
 
 Record = tuple[int, tuple[str, ...], float, float]
@@ -105,13 +104,7 @@ def test_nonfinite_gradients_of_a_finite_loss_skip_the_step_and_stop(tmp_path, m
 
 def test_every_input_gradient_penalty_runs_in_float32_under_fp16(tmp_path, monkeypatch):
     """wgan_gp differentiates through D's input like the real-sample penalties: no fp16 double backward."""
-    original = Precision.__init__
-
-    def cpu_fp16(self: Precision, fp16: bool, bf16: bool, device: torch.device) -> None:
-        original(self, fp16, bf16, device)
-        self.dtype = torch.float16
-
-    monkeypatch.setattr(Precision, "__init__", cpu_fp16)
+    force_autocast(monkeypatch, torch.float16)
     dtypes: list[torch.dtype] = []
     norms = penalty.gradient_norms
 
@@ -121,7 +114,7 @@ def test_every_input_gradient_penalty_runs_in_float32_under_fp16(tmp_path, monke
 
     monkeypatch.setattr(penalty, "gradient_norms", recorded)
     config = tiny_gan_config(tmp_path, niter=3)
-    overrides = ["fp16=true", "train.val_freq=0", "train.losses[4].variant=wgan_gp"]
+    overrides = [ANY_PRECISION, "fp16=true", "train.val_freq=0", "train.losses[4].variant=wgan_gp"]
     assert run_program(lambda: main(["-opt", str(config), "--set", *overrides])) == 0
     assert dtypes and set(dtypes) == {torch.float32}
 

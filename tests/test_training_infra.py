@@ -182,6 +182,23 @@ def test_precision_on_cpu_falls_back_to_float32(logs: pytest.LogCaptureFixture) 
         Precision(fp16=True, bf16=True, device=torch.device("cpu"))
 
 
+def test_bf16_is_the_default_on_cpus_that_have_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """AVX-512-BF16/AMX CPUs train in bf16 unless fp32 or fp16 is set; other CPUs and CUDA keep float32."""
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr("esrforge.training.precision.cpu_has_bf16", lambda: True)
+    automatic = Precision(False, False, cpu)
+    assert automatic.dtype == torch.bfloat16 and automatic.automatic
+    assert "automatic on this CPU" in automatic.describe() and "fp32: true" in automatic.describe()
+    with automatic.autocast():
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+    assert Precision(False, False, cpu, fp32=True).dtype is None
+    assert Precision(True, False, cpu).dtype is None  # fp16 asked: float32 on the CPU, as before
+    assert Precision(False, True, cpu).describe() == "bf16"  # asked for: no "automatic"
+    assert Precision(False, False, cuda).dtype is None
+    monkeypatch.setattr("esrforge.training.precision.cpu_has_bf16", lambda: False)
+    assert Precision(False, False, cpu).describe() == "float32"
+
+
 def test_channels_last_and_backends(monkeypatch: pytest.MonkeyPatch) -> None:
     image = torch.zeros(1, 3, 4, 4)
     assert to_channels_last(image, False) is image

@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 
-from conftest import REPO, tensors_equal, tiny_gan_config, torchrun
+from conftest import ANY_PRECISION, REPO, force_autocast, tensors_equal, tiny_gan_config, torchrun
 from esrforge.cli.common import run_program
 from esrforge.cli.train import main
 from esrforge.data.datasets import HRPatchDataset
@@ -22,7 +22,6 @@ from esrforge.networks import RRDBNet, RRDBNetOptions
 from esrforge.options.loader import load_config
 from esrforge.training.distributed import DistributedContext
 from esrforge.training.experiment import ExperimentDirs
-from esrforge.training.precision import Precision
 from esrforge.training.reporting import Reporter
 from esrforge.training.steps import IterationRunner
 from esrforge.training.validation import Validator, ValSet
@@ -183,18 +182,25 @@ def test_two_process_gloo_run_keeps_ranks_identical(tmp_path):
     assert len(list((tmp_path / "experiments/run/val_images/data/4").glob("*.png"))) == 3  # from both ranks
 
 
+def test_a_cpu_with_bf16_instructions_trains_in_bf16_unless_fp32_is_set(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr("esrforge.training.precision.cpu_has_bf16", lambda: True)
+    config = tiny_gan_config(tmp_path, niter=2)
+    assert run_program(lambda: main(["-opt", str(config), "--set", ANY_PRECISION, "train.val_freq=0"])) == 0
+    assert "(bf16: automatic on this CPU with AVX-512-BF16/AMX; fp32: true keeps float32)" in caplog.text
+    weights = torch.load(tmp_path / "experiments" / "run" / "models" / "2_G.pth", weights_only=True)
+    assert all(t.dtype == torch.float32 and bool(torch.isfinite(t).all()) for t in weights.values())
+    caplog.clear()
+    args = ["-opt", str(config), "--set", "name=fp32", "fp32=true", "train.val_freq=0"]
+    assert run_program(lambda: main(args)) == 0
+    assert "on cpu (float32)" in caplog.text
+
+
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
 def test_mixed_precision_paths_run_under_cpu_autocast(tmp_path, monkeypatch, precision):
     """The fp16/bf16 code paths (penalised float32 passes inside fp16 runs too), on CPU autocast."""
-    original = Precision.__init__
-
-    def cpu_autocast(self: Precision, fp16: bool, bf16: bool, device: torch.device) -> None:
-        original(self, fp16, bf16, device)
-        self.dtype = torch.float16 if fp16 else torch.bfloat16
-
-    monkeypatch.setattr(Precision, "__init__", cpu_autocast)
+    force_autocast(monkeypatch, torch.float16 if precision == "fp16" else torch.bfloat16)
     config = tiny_gan_config(tmp_path, niter=3)
-    assert run_program(lambda: main(["-opt", str(config), "--set", f"{precision}=true"])) == 0
+    assert run_program(lambda: main(["-opt", str(config), "--set", ANY_PRECISION, f"{precision}=true"])) == 0
     weights = torch.load(tmp_path / "experiments" / "run" / "models" / "3_G.pth", weights_only=True)
     assert all(t.dtype == torch.float32 and bool(torch.isfinite(t).all()) for t in weights.values())
 
@@ -204,7 +210,15 @@ def test_mixed_precision_paths_run_under_cpu_autocast(tmp_path, monkeypatch, pre
 def test_cuda_mixed_precision_trains_and_resumes(tmp_path, precision):
     """Every loss of the recipe under autocast on CUDA; stop at step 3, resume to 6 from the saved state."""
     config = tiny_gan_config(tmp_path)
-    args = ["-opt", str(config), "--set", "gpu_ids=[0]", f"{precision}=true", "path.resume_state=auto"]
+    args = [
+        "-opt",
+        str(config),
+        "--set",
+        "gpu_ids=[0]",
+        ANY_PRECISION,
+        f"{precision}=true",
+        "path.resume_state=auto",
+    ]
     assert run_program(lambda: main([*args, "train.niter=3"])) == 0
     assert run_program(lambda: main([*args, "train.niter=6"])) == 0
     run_dir = tmp_path / "experiments" / "run"

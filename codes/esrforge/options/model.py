@@ -50,10 +50,12 @@ class ModelConfig:
     fp16: bool = option(False, doc="float16 on CUDA (inference on the CPU: fp32 with a warning)")
     bf16: bool = option(
         False,
-        doc="bfloat16 (CUDA, or CPUs with AVX-512-BF16/AMX; slower on others); inference on such CPUs picks "
-        "it by itself when it stays within 45 dB of fp32",
+        doc="bfloat16 (CUDA, or CPUs with AVX-512-BF16/AMX; slower on others); on such CPUs training uses it "
+        "by itself and inference picks it when it stays within 45 dB of fp32",
     )
-    fp32: bool = option(False, doc="float32 only: no automatic bf16 on CPUs with AVX-512-BF16/AMX")
+    fp32: bool = option(
+        False, doc="float32 only: no automatic bf16 (training, inference) on CPUs with AVX-512-BF16/AMX"
+    )
     channels_last: bool = option(True, doc="run convolutions in channels_last memory format")
     compile: bool = option(
         False,

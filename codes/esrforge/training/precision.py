@@ -49,14 +49,20 @@ class ResumableGradScaler(torch.amp.GradScaler):
 
 
 class Precision:
-    """Autocast and gradient scaling: ``fp16`` / ``bf16`` on CUDA, ``bf16`` on the CPU; float32 otherwise."""
+    """Autocast and gradient scaling: ``fp16`` / ``bf16`` on CUDA, ``bf16`` on the CPU; float32 otherwise.
 
-    def __init__(self, fp16: bool, bf16: bool, device: torch.device) -> None:
+    On a CPU with AVX-512-BF16 or AMX, bf16 is the default unless ``fp32`` (or ``fp16``) is set: there it
+    trains about 1.8x faster than float32 and reached float32's scores on the quality protocol.
+    """
+
+    def __init__(self, fp16: bool, bf16: bool, device: torch.device, fp32: bool = False) -> None:
         if fp16 and bf16:
             raise ValueError("fp16 and bf16 are both true; choose one")
         self.device = device
         self.dtype: torch.dtype | None = None
         """The autocast dtype; None: float32 without autocast."""
+        self.automatic = False
+        """Whether bf16 was chosen without being asked for (a CPU with bf16 instructions)."""
         if device.type == "cuda" and (fp16 or bf16):
             self.dtype = torch.float16 if fp16 else torch.bfloat16
         elif bf16 and device.type == "cpu":
@@ -65,6 +71,15 @@ class Precision:
                 log.warning("bf16: this CPU has no AVX-512-BF16 or AMX, where bf16 is slower than float32")
         elif fp16:
             log.info("fp16 asks for CUDA mixed precision, but the device is %s: running in float32", device)
+        elif device.type == "cpu" and not fp32 and cpu_has_bf16():
+            self.dtype, self.automatic = torch.bfloat16, True
+
+    def describe(self) -> str:
+        """``float32``, ``fp16``, ``bf16``, or why bf16 when it was not asked for."""
+        name = {None: "float32", torch.float16: "fp16", torch.bfloat16: "bf16"}[self.dtype]
+        if self.automatic:
+            return f"{name}: automatic on this CPU with AVX-512-BF16/AMX; fp32: true keeps float32"
+        return name
 
     def autocast(self, enabled: bool = True) -> contextlib.AbstractContextManager[Any]:
         """The context the forward passes and losses run in (float32 when not ``enabled``)."""

@@ -68,7 +68,7 @@ class Trainer:
         self.config, self.train, self.dirs, self.dist = config, config.train, dirs, dist
         self.device = dist.device
         configure_backends(self.device)
-        self.precision = Precision(config.fp16, config.bf16, self.device)
+        self.precision = Precision(config.fp16, config.bf16, self.device, config.fp32)
         _seed_everything(self.train.manual_seed + dist.rank)
         self.nets = self._build_networks()
         self.losses = [build_loss(options).to(self.device) for options in self.train.losses]
@@ -116,7 +116,6 @@ class Trainer:
         """What this run trains, on what, and its step schedule: the head of the training log."""
         config, train = self.config, self.train
         assert config.datasets.train is not None
-        precision = {None: "float32", torch.float16: "fp16", torch.bfloat16: "bf16"}[self.precision.dtype]
         sizes = [
             f"{name} {count_parameters(trained.net):,} parameters"
             for name, trained in self._trained().items()
@@ -127,7 +126,7 @@ class Trainer:
             self.dirs.root,
             ", ".join(sizes),
             self.device,
-            precision,
+            self.precision.describe(),
             self.dist.world_size,
         )
         batch = config.datasets.train.batch_size
