@@ -15,13 +15,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from measure import DTYPES, best_time, build_model, tiled_size, work_ratio
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "codes"))
 
 from esrforge.inference import TileOptions, Upscaler
 from esrforge.inference.seams import grid_cuts, seam_errors
 from esrforge.probes import psnr, smooth_image
+from measure import DTYPES, best_time, build_model, tiled_size, work_ratio
 
 SEAM_SETTINGS = ((16, 64), (8, 32), (12, 24), (8, 16), (4, 8), (10, 0), (32, 0))
 """(pad, overlap) pairs compared by :func:`seams`; overlap 0 is Real-ESRGAN's crop-and-paste."""

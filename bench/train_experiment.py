@@ -24,11 +24,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 import time
 from pathlib import Path
-
-import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "codes"))
@@ -45,7 +44,6 @@ from esrforge.logs import setup_logging  # noqa: E402
 from esrforge.metrics.evaluate import ImageScore, evaluate_folder, mean_score  # noqa: E402
 from esrforge.options.loader import load_config  # noqa: E402
 from esrforge.options.schema import Config  # noqa: E402
-from esrforge.training.precision import Precision  # noqa: E402
 
 log = logging.getLogger("esrforge")
 
@@ -88,6 +86,13 @@ def stage(config_file: Path, overrides: list[str], suffix: str) -> tuple[Config,
     if train(config, archive=False) != 0:
         raise SystemExit(f"training {config.name} failed")
     return config, final, (time.perf_counter() - start) / 60
+
+
+def trained_precision(log_file: Path) -> str:
+    """The precision the log's last run head names ("float32", "bf16: automatic on this CPU ...")."""
+    text = log_file.read_text() if log_file.is_file() else ""
+    heads = re.findall(r" INFO experiment .* on \S+ \((.+)\), \d+ process", text)
+    return heads[-1] if heads else "precision not logged"
 
 
 def score(
@@ -198,8 +203,7 @@ def main() -> None:
     args.docs.mkdir(parents=True, exist_ok=True)
     pictures = crops(benchmark, folders, args.docs)
     report = table(benchmark, results)
-    device = torch.device("cuda" if l1_config.gpu_ids else "cpu")
-    precision = Precision(l1_config.fp16, l1_config.bf16, device, l1_config.fp32).describe()
+    precision = trained_precision(l1_config.experiment_dir / "train.log")
     report += f"\nL1 stage: {args.l1_steps} steps, {l1_minutes:.1f} min; GAN stage: {args.gan_steps} steps, {gan_minutes:.1f} min"
     report += f" ({'with' if args.vgg_weights else 'without'} the perceptual loss); {precision}.\n"
     report += "\nNetwork interpolation on Set14, (1 - alpha) L1 + alpha GAN:\n\n"

@@ -31,7 +31,7 @@ def write_blocky_images(folder: Path, count: int = 3, size: int = 100) -> None:
         write_image(folder / f"img{i}.png", np.clip(image, 0, 255).astype(np.uint8))
 
 
-ANY_PRECISION = "fp32=false"
+AUTO_PRECISION = "fp32=false"
 """The tiny configs train in float32 even on CPUs with bf16 instructions (``fp32: true``), since runs in
 subprocesses (torchrun, killed runs) do not see ``no_automatic_bf16``; this override lifts that for a
 test that sets ``fp16`` or ``bf16`` or wants the automatic choice."""
@@ -43,7 +43,7 @@ def tiny_gan_config(root: Path, niter: int = 6) -> Path:
     raw = {
         "name": "run",
         "gpu_ids": [],
-        "fp32": True,  # see ANY_PRECISION
+        "fp32": True,  # see AUTO_PRECISION
         "datasets": {
             "train": {
                 "type": "HRPatchDataset",
@@ -93,7 +93,7 @@ def tiny_realesrgan_config(root: Path, niter: int = 6, name: str = "train_reales
     """
     write_blocky_images(root / "data", size=64)
     raw = yaml.safe_load((REPO / "options" / f"{name}.yml").read_text())
-    raw.update(name="run", gpu_ids=[], fp32=True)  # see ANY_PRECISION
+    raw.update(name="run", gpu_ids=[], fp32=True)  # see AUTO_PRECISION
     train_data = raw["datasets"]["train"]
     train_data.update(dataroot="data", target_size=32, batch_size=2, n_workers=1)
     train_data["degradation"].update(patch_size=48, queue_size=4)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ANY_PRECISION, force_autocast, tiny_gan_config
+from conftest import AUTO_PRECISION, force_autocast, tiny_gan_config
 from esrforge import fileio
 from esrforge.cli.common import run_program
 from esrforge.cli.train import main
@@ -114,7 +114,7 @@ def test_every_input_gradient_penalty_runs_in_float32_under_fp16(tmp_path, monke
 
     monkeypatch.setattr(penalty, "gradient_norms", recorded)
     config = tiny_gan_config(tmp_path, niter=3)
-    overrides = [ANY_PRECISION, "fp16=true", "train.val_freq=0", "train.losses[4].variant=wgan_gp"]
+    overrides = [AUTO_PRECISION, "fp16=true", "train.val_freq=0", "train.losses[4].variant=wgan_gp"]
     assert run_program(lambda: main(["-opt", str(config), "--set", *overrides])) == 0
     assert dtypes and set(dtypes) == {torch.float32}
 

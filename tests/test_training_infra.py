@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -197,6 +198,27 @@ def test_bf16_is_the_default_on_cpus_that_have_it(monkeypatch: pytest.MonkeyPatc
     assert Precision(False, False, cuda).dtype is None
     monkeypatch.setattr("esrforge.training.precision.cpu_has_bf16", lambda: False)
     assert Precision(False, False, cpu).describe() == "float32"
+
+
+def test_out_of_memory_advice_names_the_half_precision_of_the_device() -> None:
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert (
+        Precision(False, False, cpu).memory_hint(False) == ", or set bf16: true (half the activation memory)"
+    )
+    assert "set bf16: true in place of fp32: true" in Precision(False, False, cpu, fp32=True).memory_hint(
+        True
+    )
+    assert "set fp16: true" in Precision(False, False, cuda).memory_hint(False)
+    assert Precision(False, True, cpu).memory_hint(False) == ""  # already half precision
+
+
+def test_a_state_trained_in_another_precision_is_named_at_resume(logs: pytest.LogCaptureFixture) -> None:
+    precision = Precision(False, False, torch.device("cpu"))
+    precision.check_resumed("float32", Path("a.state"))
+    precision.check_resumed(None, Path("old.state"))  # written before states recorded it
+    assert not logs.records
+    precision.check_resumed("bf16", Path("b.state"))
+    assert "b.state was trained in bf16; this run continues in float32" in logs.text
 
 
 def test_channels_last_and_backends(monkeypatch: pytest.MonkeyPatch) -> None:

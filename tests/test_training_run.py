@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 
-from conftest import ANY_PRECISION, REPO, force_autocast, tensors_equal, tiny_gan_config, torchrun
+from conftest import AUTO_PRECISION, REPO, force_autocast, tensors_equal, tiny_gan_config, torchrun
 from esrforge.cli.common import run_program
 from esrforge.cli.train import main
 from esrforge.data.datasets import HRPatchDataset
@@ -78,7 +78,8 @@ def test_out_of_memory_stops_with_advice(tmp_path, monkeypatch, caplog):
     assert run_program(lambda: main(["-opt", str(config)])) == 1
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and "memory at step 2 with datasets.train.batch_size 2" in errors[0], errors
-    assert "fp16: true" in errors[0] and "train.accumulate_steps: 2" in errors[0]
+    # on the CPU, whose fp16 runs in float32: bf16, in place of the tiny config's fp32: true
+    assert "set bf16: true in place of fp32: true" in errors[0] and "train.accumulate_steps: 2" in errors[0]
     assert "Traceback" not in caplog.text
 
 
@@ -182,17 +183,32 @@ def test_two_process_gloo_run_keeps_ranks_identical(tmp_path):
     assert len(list((tmp_path / "experiments/run/val_images/data/4").glob("*.png"))) == 3  # from both ranks
 
 
-def test_a_cpu_with_bf16_instructions_trains_in_bf16_unless_fp32_is_set(tmp_path, monkeypatch, caplog):
+def test_a_cpu_with_bf16_instructions_trains_in_bf16_and_validates_in_float32(tmp_path, monkeypatch, caplog):
+    """The automatic choice: training steps autocast to bf16, validation runs in float32, and resuming with
+    fp32: true warns that the state was trained in bf16."""
     monkeypatch.setattr("esrforge.training.precision.cpu_has_bf16", lambda: True)
+    outputs: list[tuple[bool, torch.dtype]] = []
+    forward = RRDBNet.forward
+
+    def recorded(self: RRDBNet, x: torch.Tensor) -> torch.Tensor:
+        out = forward(self, x)
+        outputs.append((torch.is_grad_enabled(), out.dtype))
+        return out
+
+    monkeypatch.setattr(RRDBNet, "forward", recorded)
     config = tiny_gan_config(tmp_path, niter=2)
-    assert run_program(lambda: main(["-opt", str(config), "--set", ANY_PRECISION, "train.val_freq=0"])) == 0
+    args = ["-opt", str(config), "--set", "train.val_freq=2", "path.resume_state=auto"]
+    assert run_program(lambda: main([*args, AUTO_PRECISION])) == 0
     assert "(bf16: automatic on this CPU with AVX-512-BF16/AMX; fp32: true keeps float32)" in caplog.text
-    weights = torch.load(tmp_path / "experiments" / "run" / "models" / "2_G.pth", weights_only=True)
-    assert all(t.dtype == torch.float32 and bool(torch.isfinite(t).all()) for t in weights.values())
+    assert {dtype for grad, dtype in outputs if grad} == {torch.bfloat16}  # the training steps
+    assert {dtype for grad, dtype in outputs if not grad} == {torch.float32}  # validation
+    assert "validation at step 2" in caplog.text
     caplog.clear()
-    args = ["-opt", str(config), "--set", "name=fp32", "fp32=true", "train.val_freq=0"]
-    assert run_program(lambda: main(args)) == 0
+    outputs.clear()
+    assert run_program(lambda: main([*args, "train.niter=3"])) == 0  # the tiny config's fp32: true
     assert "on cpu (float32)" in caplog.text
+    assert re.search(r"2\.state was trained in bf16; this run continues in float32", caplog.text)
+    assert {dtype for _, dtype in outputs} == {torch.float32}
 
 
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
@@ -200,7 +216,7 @@ def test_mixed_precision_paths_run_under_cpu_autocast(tmp_path, monkeypatch, pre
     """The fp16/bf16 code paths (penalised float32 passes inside fp16 runs too), on CPU autocast."""
     force_autocast(monkeypatch, torch.float16 if precision == "fp16" else torch.bfloat16)
     config = tiny_gan_config(tmp_path, niter=3)
-    assert run_program(lambda: main(["-opt", str(config), "--set", ANY_PRECISION, f"{precision}=true"])) == 0
+    assert run_program(lambda: main(["-opt", str(config), "--set", AUTO_PRECISION, f"{precision}=true"])) == 0
     weights = torch.load(tmp_path / "experiments" / "run" / "models" / "3_G.pth", weights_only=True)
     assert all(t.dtype == torch.float32 and bool(torch.isfinite(t).all()) for t in weights.values())
 
@@ -215,7 +231,7 @@ def test_cuda_mixed_precision_trains_and_resumes(tmp_path, precision):
         str(config),
         "--set",
         "gpu_ids=[0]",
-        ANY_PRECISION,
+        AUTO_PRECISION,
         f"{precision}=true",
         "path.resume_state=auto",
     ]

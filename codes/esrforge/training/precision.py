@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from pathlib import Path
 from typing import Any, TypeVar, overload
 
 import torch
@@ -74,12 +75,30 @@ class Precision:
         elif device.type == "cpu" and not fp32 and cpu_has_bf16():
             self.dtype, self.automatic = torch.bfloat16, True
 
+    @property
+    def name(self) -> str:
+        """``float32``, ``fp16`` or ``bf16``."""
+        return {None: "float32", torch.float16: "fp16", torch.bfloat16: "bf16"}[self.dtype]
+
     def describe(self) -> str:
-        """``float32``, ``fp16``, ``bf16``, or why bf16 when it was not asked for."""
-        name = {None: "float32", torch.float16: "fp16", torch.bfloat16: "bf16"}[self.dtype]
+        """The name, and why bf16 when it was not asked for."""
         if self.automatic:
-            return f"{name}: automatic on this CPU with AVX-512-BF16/AMX; fp32: true keeps float32"
-        return name
+            return f"{self.name}: automatic on this CPU with AVX-512-BF16/AMX; fp32: true keeps float32"
+        return self.name
+
+    def check_resumed(self, saved: str | None, path: Path) -> None:
+        """Warn when the state at ``path`` was trained in another precision (None: not recorded)."""
+        if saved is not None and saved != self.name:
+            choose = "fp32: true keeps float32" if self.automatic else "the fp16, bf16 and fp32 keys choose"
+            log.warning("%s was trained in %s; this run continues in %s (%s)", path, saved, self.name, choose)
+
+    def memory_hint(self, fp32: bool) -> str:
+        """The out-of-memory advice's precision part: half precision where the run is in float32."""
+        if self.dtype is not None:
+            return ""
+        half = "fp16" if self.device.type == "cuda" else "bf16"  # fp16 on the CPU runs in float32
+        instead = " in place of fp32: true" if fp32 else ""
+        return f", or set {half}: true{instead} (half the activation memory)"
 
     def autocast(self, enabled: bool = True) -> contextlib.AbstractContextManager[Any]:
         """The context the forward passes and losses run in (float32 when not ``enabled``)."""

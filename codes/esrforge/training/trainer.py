@@ -194,6 +194,7 @@ class Trainer:
         return {
             "step": self.step,
             "epoch": self.loader.epoch,
+            "precision": self.precision.name,
             "networks": {k: t.net.state_dict() for k, t in trained.items()},
             "optimizers": {k: t.optimizer.state_dict() for k, t in trained.items()},
             "scalers": {k: t.scaler.state_dict() for k, t in trained.items()},
@@ -226,6 +227,7 @@ class Trainer:
         self.loader.load_state_dict(state["loader"])
         if self.degrader is not None and self.degrader.pool is not None:
             load_pool(self.degrader.pool, state.get("pools"), self.dist.rank, self.device, path)
+        self.precision.check_resumed(state.get("precision"), path)
         self.step = int(state["step"])
         self._saved_at = self.step  # that state is on disk: saving it again at once would only rewrite it
         log.info("resumed from %s at step %d", path, self.step)
@@ -338,9 +340,7 @@ class Trainer:
     def _out_of_memory_message(self) -> str:
         data = self.config.datasets.train
         assert data is not None
-        precision = (
-            "" if self.precision.dtype is not None else ", or set fp16: true (half the activation memory)"
-        )
+        precision = self.precision.memory_hint(self.config.fp32)
         return (
             f"out of {self.device} memory at step {self.step} with datasets.train.batch_size {data.batch_size} "
             f"and target_size {data.target_size}; lower either{precision} (halving the batch with "
