@@ -202,14 +202,11 @@ def test_bf16_is_the_default_on_cpus_that_have_it(monkeypatch: pytest.MonkeyPatc
 
 def test_out_of_memory_advice_names_the_half_precision_of_the_device() -> None:
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert (
-        Precision(False, False, cpu).memory_hint(False) == ", or set bf16: true (half the activation memory)"
-    )
-    assert "set bf16: true in place of fp32: true" in Precision(False, False, cpu, fp32=True).memory_hint(
-        True
-    )
-    assert "set fp16: true" in Precision(False, False, cuda).memory_hint(False)
-    assert Precision(False, True, cpu).memory_hint(False) == ""  # already half precision
+    assert Precision(False, False, cpu).memory_hint() == ", or set bf16: true (half the activation memory)"
+    pinned = Precision(False, False, cpu, fp32=True)
+    assert "set bf16: true in place of fp32: true" in pinned.memory_hint()
+    assert "set fp16: true" in Precision(False, False, cuda).memory_hint()
+    assert Precision(False, True, cpu).memory_hint() == ""  # already half precision
 
 
 def test_a_state_trained_in_another_precision_is_named_at_resume(logs: pytest.LogCaptureFixture) -> None:

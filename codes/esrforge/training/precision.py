@@ -59,7 +59,7 @@ class Precision:
     def __init__(self, fp16: bool, bf16: bool, device: torch.device, fp32: bool = False) -> None:
         if fp16 and bf16:
             raise ValueError("fp16 and bf16 are both true; choose one")
-        self.device = device
+        self.device, self.fp32 = device, fp32
         self.dtype: torch.dtype | None = None
         """The autocast dtype; None: float32 without autocast."""
         self.automatic = False
@@ -92,12 +92,12 @@ class Precision:
             choose = "fp32: true keeps float32" if self.automatic else "the fp16, bf16 and fp32 keys choose"
             log.warning("%s was trained in %s; this run continues in %s (%s)", path, saved, self.name, choose)
 
-    def memory_hint(self, fp32: bool) -> str:
+    def memory_hint(self) -> str:
         """The out-of-memory advice's precision part: half precision where the run is in float32."""
         if self.dtype is not None:
             return ""
         half = "fp16" if self.device.type == "cuda" else "bf16"  # fp16 on the CPU runs in float32
-        instead = " in place of fp32: true" if fp32 else ""
+        instead = " in place of fp32: true" if self.fp32 else ""
         return f", or set {half}: true{instead} (half the activation memory)"
 
     def autocast(self, enabled: bool = True) -> contextlib.AbstractContextManager[Any]:

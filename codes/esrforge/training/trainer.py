@@ -340,7 +340,7 @@ class Trainer:
     def _out_of_memory_message(self) -> str:
         data = self.config.datasets.train
         assert data is not None
-        precision = self.precision.memory_hint(self.config.fp32)
+        precision = self.precision.memory_hint()
         return (
             f"out of {self.device} memory at step {self.step} with datasets.train.batch_size {data.batch_size} "
             f"and target_size {data.target_size}; lower either{precision} (halving the batch with "
