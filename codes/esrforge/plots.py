@@ -10,6 +10,26 @@ from .fileio import atomic_write_with
 Series = tuple[list[float], list[float]]
 """``(xs, ys)`` of one line."""
 COLUMNS = 4
+PANEL_INCHES = (3.6, 2.7)
+"""Width and height of one panel's share of the figure."""
+MARGIN_INCHES = {"left": 0.55, "right": 0.15, "top": 0.5, "bottom": 0.45, "between_x": 0.6, "between_y": 0.75}
+"""Room for tick labels, axis labels and titles; fixed, because tight_layout would double the drawing time."""
+
+
+def grid_layout(rows: int, columns: int) -> dict[str, float]:
+    """``subplots_adjust`` arguments that keep MARGIN_INCHES around and between the panels."""
+    width, height = PANEL_INCHES[0] * columns, PANEL_INCHES[1] * rows
+    m = MARGIN_INCHES
+    axes_width = (width - m["left"] - m["right"] - (columns - 1) * m["between_x"]) / columns
+    axes_height = (height - m["top"] - m["bottom"] - (rows - 1) * m["between_y"]) / rows
+    return {
+        "left": m["left"] / width,
+        "right": 1 - m["right"] / width,
+        "top": 1 - m["top"] / height,
+        "bottom": m["bottom"] / height,
+        "wspace": m["between_x"] / axes_width,
+        "hspace": m["between_y"] / axes_height,
+    }
 
 
 def plot_panels(panels: dict[str, dict[str, Series]], path: Path, title: str, x_label: str) -> None:
@@ -22,7 +42,13 @@ def plot_panels(panels: dict[str, dict[str, Series]], path: Path, title: str, x_
     if not panels:
         return
     rows, columns = math.ceil(len(panels) / COLUMNS), min(COLUMNS, len(panels))
-    figure, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 2.7 * rows), squeeze=False)
+    figure, axes = plt.subplots(
+        rows,
+        columns,
+        figsize=(PANEL_INCHES[0] * columns, PANEL_INCHES[1] * rows),
+        squeeze=False,
+        gridspec_kw=grid_layout(rows, columns),
+    )
     for ax, (name, lines) in zip(axes.flat, panels.items(), strict=False):
         for label, (xs, ys) in lines.items():
             ax.plot(xs, ys, marker="." if len(xs) < 30 else None, linewidth=1, label=label or None)
@@ -34,7 +60,6 @@ def plot_panels(panels: dict[str, dict[str, Series]], path: Path, title: str, x_
             ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
-    figure.suptitle(title, fontsize=10)
-    figure.tight_layout()
+    figure.suptitle(title, fontsize=10, y=1 - 0.12 / (PANEL_INCHES[1] * rows), verticalalignment="top")
     atomic_write_with(path, lambda handle: figure.savefig(handle, format="png", dpi=90))
     plt.close(figure)

@@ -32,7 +32,8 @@ class Reporter:
     """
 
     PLOT_EVERY_S = 300.0
-    """The curves are redrawn after validation, at the end, and otherwise at most this often."""
+    """The curves are redrawn after validation, at the end, and otherwise at most this often (only when
+    scalars were recorded since the last drawing)."""
 
     def __init__(
         self,
@@ -51,6 +52,7 @@ class Reporter:
             self.history.truncate(start)
         self.curves, self.title, self.wandb = curves, title, wandb_run
         self._plotted = time.monotonic()
+        self._unplotted = False
         self._sums: dict[str, Tensor] = {}
         self._counts: dict[str, int] = defaultdict(int)
         self._times = {"data": 0.0, "iter": 0.0}
@@ -114,6 +116,7 @@ class Reporter:
             self.wandb.log(values, step=step)
         if self.history is not None:
             self.history.append(step, values)
+            self._unplotted = True
 
     def image(self, step: int, tag: str, image: Tensor) -> None:
         """Write a ``C x H x W`` image in [0, 1] to TensorBoard and wandb (when enabled)."""
@@ -126,10 +129,10 @@ class Reporter:
             self.wandb.log({tag: wandb.Image(picture.permute(1, 2, 0).numpy())}, step=step)
 
     def plot(self) -> None:
-        """Draw the history's curves to the PNG (when enabled)."""
-        if self.history is not None and self.curves is not None:
+        """Draw the history's curves to the PNG (when enabled and something was recorded since)."""
+        if self.history is not None and self.curves is not None and self._unplotted:
             plot_history(self.history, self.curves, self.title)
-            self._plotted = time.monotonic()
+            self._plotted, self._unplotted = time.monotonic(), False
 
     def close(self) -> None:
         self.bar.close()
