@@ -12,8 +12,10 @@ from typing import Any
 from urllib.parse import urlparse
 
 import torch
-import torchvision
 from torch import nn
+
+# torchvision is imported where a backbone is built: its import takes seconds (it loads torch._dynamo), and
+# inference or a run without perceptual losses needs none.
 
 
 def imagenet_state_dict(arch: str, weights_path: Path | None, who: str) -> dict[str, Any]:
@@ -26,6 +28,8 @@ def imagenet_state_dict(arch: str, weights_path: Path | None, who: str) -> dict[
             raise FileNotFoundError(f"{who}: weights_path {weights_path} does not exist")
         state: dict[str, Any] = torch.load(weights_path, map_location="cpu", weights_only=True)
         return state
+    import torchvision
+
     weights = torchvision.models.get_model_weights(arch).IMAGENET1K_V1
     try:
         return dict(weights.get_state_dict(progress=False))
@@ -45,6 +49,8 @@ def imagenet_features(
     ``pretrained=False`` gives random weights (tests). ReLUs are made out-of-place, so a feature taken
     before one is not overwritten.
     """
+    import torchvision
+
     with torch.device("meta"):
         layers = torchvision.models.get_model(arch, weights=None).features
     if last is not None:

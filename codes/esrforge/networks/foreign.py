@@ -16,11 +16,9 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import spandrel
 import torch
-from spandrel import ImageModelDescriptor, ModelTiling, UnsupportedModelError
 from torch import Tensor, nn
 
 from ..fields import OptionError, OptionValueError, option
@@ -28,17 +26,19 @@ from ..fields.convert import Resolver, convert
 from ..registry import unknown_name_message
 from .base import NETWORKS, Description, NetworkOptions, StateDict
 
-TILING = {
-    ModelTiling.SUPPORTED: "supported",
-    ModelTiling.DISCOURAGED: "discouraged",
-    ModelTiling.INTERNAL: "internal",
-}
+if TYPE_CHECKING:
+    from spandrel import ImageModelDescriptor
+# spandrel is imported where it is used: it imports torchvision, whose import takes seconds, and a run of
+# an RRDB or compact model needs neither.
+
 YAML_TYPES = (bool, int, float, str)
 
 
 @functools.cache
 def architectures() -> dict[str, type[nn.Module]]:
     """spandrel's network classes by name (SPAN, SwinIR, RealPLKSR, ...)."""
+    import spandrel
+
     classes: dict[str, type[nn.Module]] = {}
     for support in spandrel.MAIN_REGISTRY:
         module = importlib.import_module(f"spandrel.architectures.{support.architecture.id}")
@@ -157,8 +157,10 @@ def _describe(arch: str, params: tuple[tuple[str, Any], ...]) -> Description:
 
 def detect(state_dict: StateDict) -> ImageModelDescriptor[Any]:
     """spandrel's descriptor of ``state_dict`` (ValueError when it is no image-to-image model spandrel knows)."""
+    from spandrel import ImageModelDescriptor, ModelLoader, UnsupportedModelError
+
     try:
-        descriptor = spandrel.ModelLoader().load_from_state_dict(dict(state_dict))
+        descriptor = ModelLoader().load_from_state_dict(dict(state_dict))
     except UnsupportedModelError:
         raise ValueError("spandrel does not recognise the architecture") from None
     if not isinstance(descriptor, ImageModelDescriptor):
@@ -174,7 +176,7 @@ def description_of(descriptor: ImageModelDescriptor[Any]) -> Description:
     dtypes: tuple[torch.dtype, ...] = (torch.float32,)
     dtypes += (torch.float16,) if descriptor.supports_half else ()
     dtypes += (torch.bfloat16,) if descriptor.supports_bfloat16 else ()
-    tiling = "internal" if requirements.square else TILING[descriptor.tiling]
+    tiling = "internal" if requirements.square else descriptor.tiling.name.lower()  # SUPPORTED, ...
     return Description(
         type(descriptor.model).__name__,
         descriptor.scale,
