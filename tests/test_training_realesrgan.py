@@ -26,7 +26,8 @@ from esrforge.training.degraded_validation import degraded_validation
 @pytest.mark.slow
 def test_a_scaled_down_realesrgan_config_trains_20_steps_and_makes_its_validation_lr_once(tmp_path, caplog):
     config = tiny_realesrgan_config(tmp_path, niter=20)
-    assert run_program(lambda: main(["-opt", str(config)])) == 0
+    sparse = ["train.val_freq=10", "logger.save_checkpoint_freq=10"]  # the steps are what is tested here
+    assert run_program(lambda: main(["-opt", str(config), "--set", *sparse])) == 0
     run = tmp_path / "experiments" / "run"
     for name in ("20_G.pth", "20_G_ema.pth", "20_D.pth"):
         assert (run / "models" / name).is_file(), name
