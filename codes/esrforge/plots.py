@@ -10,6 +10,7 @@ from .fileio import atomic_write_with
 Series = tuple[list[float], list[float]]
 """``(xs, ys)`` of one line."""
 COLUMNS = 4
+DPI = 90
 PANEL_INCHES = (3.6, 2.7)
 """Width and height of one panel's share of the figure."""
 MARGIN_INCHES = {"left": 0.55, "right": 0.15, "top": 0.5, "bottom": 0.45, "between_x": 0.6, "between_y": 0.75}
@@ -61,5 +62,5 @@ def plot_panels(panels: dict[str, dict[str, Series]], path: Path, title: str, x_
     for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
     figure.suptitle(title, fontsize=10, y=1 - 0.12 / (PANEL_INCHES[1] * rows), verticalalignment="top")
-    atomic_write_with(path, lambda handle: figure.savefig(handle, format="png", dpi=90))
+    atomic_write_with(path, lambda handle: figure.savefig(handle, format="png", dpi=DPI))
     plt.close(figure)
