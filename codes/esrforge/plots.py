@@ -15,6 +15,8 @@ PANEL_INCHES = (3.6, 2.7)
 """Width and height of one panel's share of the figure."""
 MARGIN_INCHES = {"left": 0.55, "right": 0.15, "top": 0.5, "bottom": 0.45, "between_x": 0.6, "between_y": 0.75}
 """Room for tick labels, axis labels and titles; fixed, because tight_layout would double the drawing time."""
+TITLE_INCHES = 0.12
+"""The figure's title, from the top edge."""
 
 
 def grid_layout(rows: int, columns: int) -> dict[str, float]:
@@ -61,6 +63,8 @@ def plot_panels(panels: dict[str, dict[str, Series]], path: Path, title: str, x_
             ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
-    figure.suptitle(title, fontsize=10, y=1 - 0.12 / (PANEL_INCHES[1] * rows), verticalalignment="top")
+    figure.suptitle(
+        title, fontsize=10, y=1 - TITLE_INCHES / (PANEL_INCHES[1] * rows), verticalalignment="top"
+    )
     atomic_write_with(path, lambda handle: figure.savefig(handle, format="png", dpi=DPI))
     plt.close(figure)
