@@ -19,9 +19,14 @@ TITLE_INCHES = 0.12
 """The figure's title, from the top edge."""
 
 
+def figure_inches(rows: int, columns: int) -> tuple[float, float]:
+    """Width and height of a figure of ``rows`` x ``columns`` panels."""
+    return PANEL_INCHES[0] * columns, PANEL_INCHES[1] * rows
+
+
 def grid_layout(rows: int, columns: int) -> dict[str, float]:
     """``subplots_adjust`` arguments that keep MARGIN_INCHES around and between the panels."""
-    width, height = PANEL_INCHES[0] * columns, PANEL_INCHES[1] * rows
+    width, height = figure_inches(rows, columns)
     m = MARGIN_INCHES
     axes_width = (width - m["left"] - m["right"] - (columns - 1) * m["between_x"]) / columns
     axes_height = (height - m["top"] - m["bottom"] - (rows - 1) * m["between_y"]) / rows
@@ -45,12 +50,9 @@ def plot_panels(panels: dict[str, dict[str, Series]], path: Path, title: str, x_
     if not panels:
         return
     rows, columns = math.ceil(len(panels) / COLUMNS), min(COLUMNS, len(panels))
+    width, height = figure_inches(rows, columns)
     figure, axes = plt.subplots(
-        rows,
-        columns,
-        figsize=(PANEL_INCHES[0] * columns, PANEL_INCHES[1] * rows),
-        squeeze=False,
-        gridspec_kw=grid_layout(rows, columns),
+        rows, columns, figsize=(width, height), squeeze=False, gridspec_kw=grid_layout(rows, columns)
     )
     for ax, (name, lines) in zip(axes.flat, panels.items(), strict=False):
         for label, (xs, ys) in lines.items():
@@ -63,8 +65,6 @@ def plot_panels(panels: dict[str, dict[str, Series]], path: Path, title: str, x_
             ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
-    figure.suptitle(
-        title, fontsize=10, y=1 - TITLE_INCHES / (PANEL_INCHES[1] * rows), verticalalignment="top"
-    )
+    figure.suptitle(title, fontsize=10, y=1 - TITLE_INCHES / height, verticalalignment="top")
     atomic_write_with(path, lambda handle: figure.savefig(handle, format="png", dpi=DPI))
     plt.close(figure)
