@@ -9,8 +9,9 @@ so it covers the whole loop (data, forward, backward, optimisers, EMA, scheduler
 the first ``--warmup`` steps (set-up, cuDNN autotuning) are left out.
 ``--quick`` (for CPUs) uses an RRDB 16/2/8, a discriminator of width 16 and batch 4; ``--batch 2`` gives
 the peers' CPU workloads (``../shared/peers``: psnr_full, esrgan_gan). Each precision (on CPUs with
-AVX-512-BF16/AMX: fp32 and bf16) runs with each ``--compile`` setting. The figures go to stdout,
-train.py's progress bars and log to stderr. On CUDA each setting also prints its peak allocated memory.
+AVX-512-BF16/AMX: fp32 and bf16) runs with each ``--compile`` setting (off, on, and graphs: compiled
+with CUDA graphs). The figures go to stdout, train.py's progress bars and log to stderr. On CUDA each
+setting also prints its peak allocated memory.
 """
 
 from __future__ import annotations
@@ -93,7 +94,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=None, help="batch size (the peers' CPU cases: 2)")
     parser.add_argument("--phases", nargs="+", choices=("L1", "GAN"), default=["L1", "GAN"])
     parser.add_argument(
-        "--compile", nargs="+", choices=("off", "on"), default=["off"], help="train.compile settings"
+        "--compile",
+        nargs="+",
+        choices=("off", "on", "graphs"),
+        default=["off"],
+        help="train.compile settings; graphs: compiled, with train.cuda_graphs (CUDA)",
     )
     parser.add_argument("--accumulate", type=int, default=1, help="train.accumulate_steps")
     args = parser.parse_args()
@@ -129,7 +134,8 @@ def main() -> None:
         for phase in args.phases:
             extra = GAN_PHASE if phase == "GAN" else []
             for precision, compiled in itertools.product(precisions, args.compile):
-                flags = [*common, *extra, f"train.compile={compiled == 'on'}"]
+                flags = [*common, *extra, f"train.compile={compiled != 'off'}"]
+                flags.append(f"train.cuda_graphs={compiled == 'graphs'}")
                 flags.append(f"{precision}=true")  # fp32=true: no automatic bf16 on the CPU
                 name = f"{phase}_{precision}_{compiled}"
                 per_step = seconds_per_step(flags, args.warmup, args.steps, name)

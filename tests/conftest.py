@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import subprocess
@@ -169,6 +170,15 @@ def random_imagenet(monkeypatch: pytest.MonkeyPatch) -> None:
         return {f"features.{k}": v for k, v in features.state_dict().items()}
 
     monkeypatch.setattr("esrforge.pretrained.imagenet_state_dict", random_state)
+
+
+@pytest.fixture
+def logs(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> pytest.LogCaptureFixture:
+    """caplog that sees esrforge's INFO records whichever tests ran before (a CLI run sets the logger up,
+    a test alone leaves it at the root's WARNING) and after a test turned propagation off."""
+    monkeypatch.setattr(logging.getLogger("esrforge"), "propagate", True)
+    caplog.set_level(logging.INFO, logger="esrforge")
+    return caplog
 
 
 @pytest.fixture(autouse=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -21,14 +20,6 @@ from esrforge.training.optim import build_optimizer, build_scheduler
 from esrforge.training.precision import Precision, configure_backends, to_channels_last
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-
-
-@pytest.fixture
-def logs(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> pytest.LogCaptureFixture:
-    """caplog that sees esrforge's records even after a CLI test turned propagation off."""
-    monkeypatch.setattr(logging.getLogger("esrforge"), "propagate", True)
-    caplog.set_level(logging.INFO, logger="esrforge")
-    return caplog
 
 
 def train_section(**kwargs: Any) -> TrainSection:

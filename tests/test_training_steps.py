@@ -13,6 +13,7 @@ import yaml
 from conftest import compare_runs, tiny_gan_config
 from esrforge.cli.common import run_program
 from esrforge.cli.train import main
+from esrforge.fields.errors import OptionError
 from esrforge.losses import translational
 from esrforge.options.loader import load_config
 from esrforge.training.distributed import DistributedContext
@@ -148,10 +149,10 @@ def test_a_training_step_reads_no_tensor_value_on_the_host(tmp_path, monkeypatch
         assert float(step) == 0  # a skipped fused-Adam step leaves its step count too
 
 
-def test_a_compiled_step_trains_like_the_eager_one(tmp_path, caplog):
+def test_a_compiled_step_trains_like_the_eager_one(tmp_path, logs):
     eager = make_trainer(tmp_path / "a", batch_independent=True)
     compiled = make_trainer(tmp_path / "b", "train.compile=true", batch_independent=True)
-    assert compiled.compiled and "not the discriminator (gradient_penalty differentiates" in caplog.text
+    assert compiled.compiled and "not the discriminator (gradient_penalty differentiates" in logs.text
     compiled.nets.generator.net.load_state_dict(eager.nets.generator.net.state_dict())
     assert eager.nets.discriminator is not None and compiled.nets.discriminator is not None
     compiled.nets.discriminator.net.load_state_dict(eager.nets.discriminator.net.state_dict())
@@ -164,3 +165,46 @@ def test_a_compiled_step_trains_like_the_eager_one(tmp_path, caplog):
         torch.testing.assert_close(
             compiled.nets.generator.net.state_dict()[name], value, rtol=1e-3, atol=1e-5
         )
+
+
+def test_cuda_graphs_are_for_compiled_cuda_runs_and_each_step_marks_its_start(tmp_path, monkeypatch, logs):
+    with pytest.raises(OptionError, match=r"train\.cuda_graphs: expected false while compile is false"):
+        load_config(tiny_gan_config(tmp_path / "bad"), ["train.compile=false", "train.cuda_graphs=true"])
+    trainer = make_trainer(tmp_path, "train.cuda_graphs=true")
+    assert "CUDA graphs are for CUDA; this run on cpu goes without them" in logs.text
+    assert not trainer.runner.forwards.graphs and not trainer.compiled
+    assert "cuda_graphs" not in trainer._out_of_memory_message()
+    marks: list[int] = []
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
+    trainer.runner.run([batch(2)], step=0)
+    assert not marks
+    trainer.runner.forwards.graphs = True  # as on CUDA: every step marks the start of new graph replays
+    for step in range(2):
+        trainer.runner.run([batch(2, seed=step), batch(2, seed=step + 1)], step=step)
+    assert len(marks) == 2
+    assert "or set train.cuda_graphs: false" in trainer._out_of_memory_message()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_cuda_graph_steps_train_like_compiled_ones(tmp_path, logs, accumulate):
+    """Every recipe loss (translational, input noise, gradient penalty), with and without CUDA graphs;
+    every step's logged values are read after the later steps replayed the graphs."""
+    common = ["gpu_ids=[0]", "train.compile=true", f"train.accumulate_steps={accumulate}"]
+    plain = make_trainer(tmp_path / "a", *common)
+    graphs = make_trainer(tmp_path / "b", *common, "train.cuda_graphs=true")
+    assert graphs.runner.forwards.graphs and "torch.compile with CUDA graphs" in logs.text
+    graphs.nets.generator.net.load_state_dict(plain.nets.generator.net.state_dict())
+    assert plain.nets.discriminator is not None and graphs.nets.discriminator is not None
+    graphs.nets.discriminator.net.load_state_dict(plain.nets.discriminator.net.state_dict())
+    expected, results = [], []
+    for step in range(4):
+        inputs = [tuple(t.cuda() for t in batch(2, seed=step + i)) for i in range(accumulate)]
+        expected.append(plain.runner.run(inputs, step))
+        results.append(graphs.runner.run(inputs, step))
+    for a, b in zip(expected, results, strict=True):
+        for key, value in a.values.items():
+            torch.testing.assert_close(b.values[key], value, rtol=1e-3, atol=1e-5, msg=key)
+        assert not any(bool(flag) for flag in b.skipped.values())
+    for name, value in plain.nets.generator.net.state_dict().items():
+        torch.testing.assert_close(graphs.nets.generator.net.state_dict()[name], value, rtol=1e-3, atol=1e-5)

@@ -120,6 +120,12 @@ class TrainSection:
         doc="torch.compile the generator, the discriminator (unless a gradient penalty needs its double "
         "backward) and the losses' networks; null: on CUDA, off on the CPU (where it measured slower)",
     )
+    cuda_graphs: bool = option(
+        False,
+        doc="with compile, on CUDA: replay the compiled networks' forward and backward as CUDA graphs "
+        "(torch.compile mode reduce-overhead), for steps bound by kernel launches; costs a memory pool of "
+        "their own; ignored on the CPU",
+    )
     losses: list[LossOptions] = option(doc="the losses, each with type, weight, after and optional before")
 
     def __post_init__(self) -> None:
@@ -144,6 +150,12 @@ class TrainSection:
         )
         require(len(self.losses) > 0, "losses", "at least one loss", self.losses)
         require(self.accumulate_steps > 0, "accumulate_steps", "a positive count", self.accumulate_steps)
+        require(
+            not (self.cuda_graphs and self.compile is False),
+            "cuda_graphs",
+            "false while compile is false (CUDA graphs replay compiled networks)",
+            self.cuda_graphs,
+        )
         require(
             sorted(self.step_order) == ["discriminator", "generator"],
             "step_order",

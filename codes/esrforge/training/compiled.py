@@ -1,7 +1,10 @@
 """``train.compile``: the networks a training step runs, through torch.compile where it pays.
 
 The modules themselves stay uncompiled (their state dicts, the EMA copy and validation at any image
-size are unaffected); the step calls the compiled wrappers, which share their parameters.
+size are unaffected); the step calls the compiled wrappers, which share their parameters. With
+``train.cuda_graphs`` the wrappers replay CUDA graphs (torch.compile's reduce-overhead mode): the
+outputs of one step's graphs are overwritten by the next step's, so the step marks its start
+(:meth:`Forwards.new_step`) and nothing it returns may hold a graph's output.
 """
 
 from __future__ import annotations
@@ -24,6 +27,13 @@ class Forwards:
 
     generator: Callable[[Tensor], Tensor]
     discriminator: Callable[[Tensor], Tensor] | None = None
+    graphs: bool = False
+    """The compiled callables replay CUDA graphs."""
+
+    def new_step(self) -> None:
+        """Mark the start of a training step: the graphs' outputs of the previous one may be reused."""
+        if self.graphs:
+            torch.compiler.cudagraph_mark_step_begin()
 
 
 def compile_wanted(setting: bool | None, device: torch.device) -> bool:
@@ -31,29 +41,40 @@ def compile_wanted(setting: bool | None, device: torch.device) -> bool:
     return device.type == "cuda" if setting is None else setting
 
 
+def graphs_wanted(setting: bool, device: torch.device) -> bool:
+    """``train.cuda_graphs``: on where set and the run is on CUDA (the schema makes it compile there)."""
+    if setting and device.type != "cuda":
+        log.warning("train.cuda_graphs: CUDA graphs are for CUDA; this run on %s goes without them", device)
+    return setting and device.type == "cuda"
+
+
 def training_forwards(
     generator: nn.Module,
     discriminator: nn.Module | None,
     losses: list[Loss],
     enabled: bool,
+    graphs: bool = False,
 ) -> Forwards:
-    """The step's forwards: compiled when ``enabled``, with each loss's networks compiled in place.
+    """The step's forwards: compiled when ``enabled``, with each loss's networks compiled in place; with
+    ``graphs``, replaying CUDA graphs.
 
     A discriminator whose gradient penalty needs a double backward stays eager: compiled graphs do not
     support differentiating their gradients.
     """
     if not enabled:
         return Forwards(generator, discriminator)
+    mode = "reduce-overhead" if graphs else None
     for loss in losses:
         for child in loss.children():
             if any(True for _ in child.parameters()):
-                child.compile()
+                child.compile(mode=mode)
     double_backward = [loss.options.type for loss in losses if loss.double_backward]
     compiled_d: Callable[[Tensor], Tensor] | None = None
     if discriminator is not None:
-        compiled_d = discriminator if double_backward else torch.compile(discriminator)
+        compiled_d = discriminator if double_backward else torch.compile(discriminator, mode=mode)
     log.info(
-        "torch.compile: the generator%s and the losses' networks; the first step compiles them",
+        "torch.compile%s: the generator%s and the losses' networks; the first step compiles them",
+        " with CUDA graphs" if graphs else "",
         (
             f", not the discriminator ({', '.join(double_backward)} differentiates its gradients)"
             if discriminator is not None and double_backward
@@ -62,4 +83,4 @@ def training_forwards(
             else ""
         ),
     )
-    return Forwards(torch.compile(generator), compiled_d)
+    return Forwards(torch.compile(generator, mode=mode), compiled_d, graphs)

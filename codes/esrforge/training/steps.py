@@ -142,6 +142,7 @@ class IterationRunner:
         decision stays on the device (see :func:`step_unless`).
         """
         self.generators.reseed(step)
+        self.forwards.new_step()
         patches = [self._cut(lq, hq, step) for lq, hq in batches]
         result = StepResult()
         # With one batch, one forward serves both steps; with several, each step runs its own so that

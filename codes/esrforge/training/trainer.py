@@ -27,7 +27,7 @@ from ..networks.checkpoint import load_into
 from ..options.schema import Config
 from ..randomness import StepGenerators
 from .build import build_discriminator, build_generator, count_parameters
-from .compiled import compile_wanted, training_forwards
+from .compiled import compile_wanted, graphs_wanted, training_forwards
 from .distributed import DistributedContext
 from .ema import ModelEMA
 from .experiment import ExperimentDirs
@@ -91,7 +91,13 @@ class Trainer:
             config.scale,
             generators,
             degradation.usm if degradation is not None else UsmOptions(),
-            training_forwards(self.nets.generator.net, discriminator, self.losses, self.compiled),
+            training_forwards(
+                self.nets.generator.net,
+                discriminator,
+                self.losses,
+                self.compiled,
+                graphs_wanted(self.train.cuda_graphs, self.device),
+            ),
         )
         self.degrader = (
             Degrader(degradation, config.scale, data.target_size, self.train.manual_seed, dist.rank)
@@ -340,10 +346,12 @@ class Trainer:
     def _out_of_memory_message(self) -> str:
         data = self.config.datasets.train
         assert data is not None
-        precision = self.precision.memory_hint()
+        hints = self.precision.memory_hint()
+        if self.runner.forwards.graphs:
+            hints += ", or set train.cuda_graphs: false (the graphs keep a memory pool of their own)"
         return (
             f"out of {self.device} memory at step {self.step} with datasets.train.batch_size {data.batch_size} "
-            f"and target_size {data.target_size}; lower either{precision} (halving the batch with "
+            f"and target_size {data.target_size}; lower either{hints} (halving the batch with "
             "train.accumulate_steps: 2 keeps the effective batch). The last saved checkpoint is intact"
         )
 
