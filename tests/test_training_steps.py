@@ -36,7 +36,9 @@ def make_trainer(tmp_path: Path, *overrides: str, batch_independent: bool = Fals
         raw["networks"]["discriminator"]["image_size"] = raw["datasets"]["train"]["target_size"]
     path.write_text(yaml.safe_dump(raw))
     config = load_config(path, list(overrides))
-    return Trainer(config, ExperimentDirs(tmp_path / "run"), None, DistributedContext())
+    return Trainer(
+        config, ExperimentDirs(tmp_path / "run"), None, DistributedContext.from_env(config.gpu_ids)
+    )
 
 
 def batch(size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
