@@ -22,6 +22,9 @@ from esrforge.training.precision import Precision
 
 REPO = Path(__file__).resolve().parents[1]
 
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+"""Marks a test that needs a CUDA device (bench/gpu_check.sh runs them where one is lent)."""
+
 
 def write_blocky_images(folder: Path, count: int = 3, size: int = 100) -> None:
     """``count`` RGB PNGs of ``size`` px: 8 px colour blocks plus noise (edges and texture for the losses)."""

@@ -12,7 +12,7 @@ import torch
 import yaml
 from PIL import Image
 
-from conftest import REPO
+from conftest import CUDA, REPO
 from esrforge.degradations import (
     DEGRADATIONS,
     DegradationSection,
@@ -370,7 +370,7 @@ def yaml_ops() -> list[dict]:
     return raw["datasets"]["train"]["degradation"]["ops"]
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@CUDA
 def test_on_a_gpu_the_pipeline_draws_what_it_draws_on_the_cpu():
     section_ = realesrgan_section(patch_size=64, queue_size=4)
     hq = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))

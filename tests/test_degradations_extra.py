@@ -10,6 +10,7 @@ import pytest
 import torch
 from kornia.color import rgb_to_hsv
 
+from conftest import CUDA
 from esrforge.degradations import DegradationSection, SampleRandom, build_degradation
 from esrforge.degradations.base import Degradation
 from esrforge.degradations.dlas import motion_kernel
@@ -334,7 +335,7 @@ def test_invalid_options_name_the_key(op, key):
     assert f"ops[0].{key}" in str(info.value)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@CUDA
 @pytest.mark.parametrize("name", OPS)
 def test_ops_on_cuda_match_the_cpu(name):
     image = colourful(32, 32)

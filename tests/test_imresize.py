@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import CUDA
 from esrforge.data.imageio import round_to_dtype
 from esrforge.data.imresize import cubic, imresize, mod_crop, resize_weights
 
@@ -127,7 +128,7 @@ def test_torch_half_and_gradient():
     assert imresize(x.detach().half(), 2.0).dtype == torch.float16
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@CUDA
 def test_cuda_matches_cpu():
     x = torch.rand(2, 3, 31, 29, dtype=torch.float64)
     out = imresize(x.cuda(), 0.25)

@@ -7,12 +7,13 @@ import logging
 import pytest
 import torch
 
+from conftest import CUDA
 from esrforge.inference import TileOptions, Upscaler, upscale
 from esrforge.inference.seams import realish_rrdb
 from esrforge.networks import RRDBNet, RRDBNetOptions
 from esrforge.probes import psnr, smooth_image
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+pytestmark = CUDA
 
 
 def test_tiles_blended_on_the_gpu_equal_the_untiled_output():

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import CUDA
 from esrforge.metrics import (
     calculate_psnr,
     calculate_psnr_torch,
@@ -128,7 +129,7 @@ def test_torch_variants():
         calculate_ssim_torch(ta, tb[:, :8])
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@CUDA
 def test_torch_metrics_on_cuda():
     a, b = _noisy_pair((20, 20, 3))
     ta = (torch.from_numpy(a).permute(2, 0, 1).float() / 255.0).cuda()

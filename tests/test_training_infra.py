@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import CUDA
 from esrforge.devices import select_device
 from esrforge.losses.base import LossOptions
 from esrforge.options.schema import TrainSection
@@ -18,8 +19,6 @@ from esrforge.training.distributed import unwrap_model
 from esrforge.training.ema import ModelEMA
 from esrforge.training.optim import build_optimizer, build_scheduler
 from esrforge.training.precision import Precision, configure_backends, to_channels_last
-
-CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
 def train_section(**kwargs: Any) -> TrainSection:

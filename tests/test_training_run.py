@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 
-from conftest import AUTO_PRECISION, REPO, force_autocast, tensors_equal, tiny_gan_config, torchrun
+from conftest import AUTO_PRECISION, CUDA, REPO, force_autocast, tensors_equal, tiny_gan_config, torchrun
 from esrforge.cli.common import run_program
 from esrforge.cli.train import main
 from esrforge.data.datasets import HRPatchDataset
@@ -221,7 +221,7 @@ def test_mixed_precision_paths_run_under_cpu_autocast(tmp_path, monkeypatch, pre
     assert all(t.dtype == torch.float32 and bool(torch.isfinite(t).all()) for t in weights.values())
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@CUDA
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
 def test_cuda_mixed_precision_trains_and_resumes(tmp_path, precision):
     """Every loss of the recipe under autocast on CUDA; stop at step 3, resume to 6 from the saved state."""

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..fields import option, require
 from ..pretrained import imagenet_features
@@ -29,6 +29,23 @@ def vgg19_layer_names() -> list[str]:
 
 
 VGG19_LAYERS = {name: index for index, name in enumerate(vgg19_layer_names())}
+
+
+class VggFeatures(nn.Sequential):
+    """VGG ``features`` layers whose forward returns the outputs of the chosen ones, by name: one module
+    call per image batch, so that ``train.compile`` compiles the whole stack."""
+
+    def __init__(self, layers: nn.Sequential, chosen: dict[int, str]) -> None:
+        super().__init__(*layers)
+        self.chosen = chosen
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        out: dict[str, Tensor] = {}
+        for index, layer in enumerate(self):
+            x = layer(x)
+            if index in self.chosen:
+                out[self.chosen[index]] = x
+        return out
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,9 +82,12 @@ class PerceptualLoss(Loss[PerceptualOptions]):
 
     def __init__(self, options: PerceptualOptions) -> None:
         super().__init__(options)
-        self.layers = {VGG19_LAYERS[name]: name for name in options.layer_weights}
-        self.vgg = imagenet_features(
-            "vgg19", options.pretrained, options.weights_path, "perceptual loss", last=max(self.layers)
+        chosen = {VGG19_LAYERS[name]: name for name in options.layer_weights}
+        self.vgg = VggFeatures(
+            imagenet_features(
+                "vgg19", options.pretrained, options.weights_path, "perceptual loss", last=max(chosen)
+            ),
+            chosen,
         )
         self.vgg.requires_grad_(False)
         self.vgg.eval()
@@ -84,12 +104,8 @@ class PerceptualLoss(Loss[PerceptualOptions]):
         """The configured VGG19 features of a [0, 1] RGB batch, by layer name."""
         if self.options.use_input_norm:
             x = (x - self.mean) / self.std
-        out: dict[str, Tensor] = {}
-        for index, layer in enumerate(self.vgg):
-            x = layer(x)
-            if index in self.layers:
-                out[self.layers[index]] = x
-        return out
+        features: dict[str, Tensor] = self.vgg(x)
+        return features
 
     def forward(self, ctx: GeneratorContext) -> Tensor:
         fake = self.features(ctx.fake)

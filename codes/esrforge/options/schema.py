@@ -122,9 +122,9 @@ class TrainSection:
     )
     cuda_graphs: bool = option(
         False,
-        doc="with compile, on CUDA: replay the compiled networks' forward and backward as CUDA graphs "
-        "(torch.compile mode reduce-overhead), for steps bound by kernel launches; costs a memory pool of "
-        "their own; ignored on the CPU",
+        doc="on CUDA, replay the compiled networks' forward and backward as CUDA graphs (torch.compile "
+        "mode reduce-overhead), for steps bound by kernel launches; the graphs keep their own memory pool; "
+        "needs compile true or null; off CUDA, ignored with a warning",
     )
     losses: list[LossOptions] = option(doc="the losses, each with type, weight, after and optional before")
 

@@ -4,7 +4,9 @@ The modules themselves stay uncompiled (their state dicts, the EMA copy and vali
 size are unaffected); the step calls the compiled wrappers, which share their parameters. With
 ``train.cuda_graphs`` the wrappers replay CUDA graphs (torch.compile's reduce-overhead mode): the
 outputs of one step's graphs are overwritten by the next step's, so the step marks its start
-(:meth:`Forwards.new_step`) and nothing it returns may hold a graph's output.
+(:meth:`Forwards.new_step`) and nothing it returns may hold a graph's output. Gradients may live in the
+graphs' memory too: each network's step starts with ``zero_grad(set_to_none=True)``, and nothing reads a
+``.grad`` after its own step.
 """
 
 from __future__ import annotations
@@ -35,6 +37,12 @@ class Forwards:
         if self.graphs:
             torch.compiler.cudagraph_mark_step_begin()
 
+    def memory_hint(self) -> str:
+        """The out-of-memory advice's part for CUDA graphs, whose memory pool stays reserved."""
+        return (
+            ", or set train.cuda_graphs: false (the graphs keep their own memory pool)" if self.graphs else ""
+        )
+
 
 def compile_wanted(setting: bool | None, device: torch.device) -> bool:
     """``train.compile``: on or off as set; unset, on for CUDA only (on the CPU it measured slower)."""
@@ -43,9 +51,19 @@ def compile_wanted(setting: bool | None, device: torch.device) -> bool:
 
 def graphs_wanted(setting: bool, device: torch.device) -> bool:
     """``train.cuda_graphs``: on where set and the run is on CUDA (the schema makes it compile there)."""
-    if setting and device.type != "cuda":
+    wanted = setting and device.type == "cuda"
+    if setting and not wanted:
         log.warning("train.cuda_graphs: CUDA graphs are for CUDA; this run on %s goes without them", device)
-    return setting and device.type == "cuda"
+    return wanted
+
+
+def slow_steps(phase_starts: set[int], graphs: bool) -> dict[int, str]:
+    """The steps of a compiled run whose time is worth a log line, with what makes them slow: the first
+    step of each loss phase compiles; with CUDA graphs, the next one records them."""
+    slow = {step: "compiling" for step in phase_starts}
+    if graphs:
+        slow.update({step + 1: "recording the CUDA graphs" for step in phase_starts if step + 1 not in slow})
+    return slow
 
 
 def training_forwards(

@@ -27,7 +27,7 @@ from ..networks.checkpoint import load_into
 from ..options.schema import Config
 from ..randomness import StepGenerators
 from .build import build_discriminator, build_generator, count_parameters
-from .compiled import compile_wanted, graphs_wanted, training_forwards
+from .compiled import compile_wanted, graphs_wanted, slow_steps, training_forwards
 from .distributed import DistributedContext
 from .ema import ModelEMA
 from .experiment import ExperimentDirs
@@ -309,6 +309,7 @@ class Trainer:
         reporter = make_reporter(self.config, self.dirs, self.dist.is_main, self.step)
         warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
         phase_starts = {phase.start for phase in phases(train.losses, train.niter)} | {self.step}
+        slow = slow_steps(phase_starts, self.runner.forwards.graphs) if self.compiled else {}
         try:
             batches = iter(self.loader)
             while self.step < train.niter and not self._stopping:
@@ -325,10 +326,9 @@ class Trainer:
                     self.ema.update(self.nets.generator.net, taken=~result.skipped["generator"])
                 for scheduler in self.schedulers.values():
                     scheduler.step()
-                if self.compiled and self.step in phase_starts:
-                    log.info(
-                        "step %d took %.1f s, compiling included", self.step, time.perf_counter() - start
-                    )
+                if self.step in slow:
+                    took = time.perf_counter() - start
+                    log.info("step %d took %.1f s, %s included", self.step, took, slow[self.step])
                 self.step += 1
                 reporter.record(result.values, loaded - start, time.perf_counter() - start)
                 self._periodic(reporter)
@@ -346,13 +346,11 @@ class Trainer:
     def _out_of_memory_message(self) -> str:
         data = self.config.datasets.train
         assert data is not None
-        hints = self.precision.memory_hint()
-        if self.runner.forwards.graphs:
-            hints += ", or set train.cuda_graphs: false (the graphs keep a memory pool of their own)"
+        hints = self.precision.memory_hint() + self.runner.forwards.memory_hint()
         return (
             f"out of {self.device} memory at step {self.step} with datasets.train.batch_size {data.batch_size} "
-            f"and target_size {data.target_size}; lower either{hints} (halving the batch with "
-            "train.accumulate_steps: 2 keeps the effective batch). The last saved checkpoint is intact"
+            f"and target_size {data.target_size}; lower either (halving the batch with train.accumulate_steps: "
+            f"2 keeps the effective batch){hints}. The last saved checkpoint is intact"
         )
 
     def _inputs(
