@@ -71,7 +71,7 @@ def training_forwards(
     discriminator: nn.Module | None,
     losses: list[Loss],
     enabled: bool,
-    graphs: bool = False,
+    graphs: bool,
 ) -> Forwards:
     """The step's forwards: compiled when ``enabled``, with each loss's networks compiled in place; with
     ``graphs``, replaying CUDA graphs.
