@@ -62,7 +62,16 @@ def test_dry_run_builds_and_summarises(config_file, caplog):
     assert "generator RRDBNet" in text and "discriminator VGGDiscriminatorGN" in text
     assert "steps 0-4: pixel" in text and "steps 5-9: pixel, perceptual, gan, gradient_penalty" in text
     assert "dataset train (HRPatchDataset): 2 images" in text
+    assert "would train on cpu (" in text and "torch.compile off" in text
     assert not (config_file.parent / "experiments").exists()  # a dry run writes nothing
+
+
+def test_dry_run_shows_the_compile_choice(config_file, caplog):
+    caplog.set_level("INFO", logger="esrforge")
+    overrides = ["--set", "train.compile=true", "train.cuda_graphs=true"]
+    assert run_program(lambda: main(["-opt", str(config_file), "--dry-run", *overrides])) == 0
+    assert "torch.compile on" in caplog.text and "torch.compile off" not in caplog.text
+    assert "train.cuda_graphs: CUDA graphs are for CUDA; this run on cpu goes without them" in caplog.text
 
 
 def test_overrides_reach_the_built_networks(config_file, caplog):

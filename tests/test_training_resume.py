@@ -223,7 +223,8 @@ def test_the_log_tells_the_run_and_a_finished_run_is_not_redone(tmp_path):
     log = (run / "train.log").read_text()
     # The log opens with what is trained, on what, and the schedule; a resumed run starts at its step.
     assert re.search(
-        r"experiment run in .*: G [\d,]+ parameters, D [\d,]+ parameters on cpu \(float32\)", log
+        r"experiment run in .*: G [\d,]+ parameters, D [\d,]+ parameters on cpu \(float32\), torch.compile off",
+        log,
     )
     assert "3 training images, batch 2 per process; steps 0 to 3" in log and "steps 3 to 6" in log
     assert "steps 2-5: pixel, perceptual, translational, gan, gradient_penalty" in log

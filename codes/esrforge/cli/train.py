@@ -9,6 +9,7 @@ from typing import cast
 
 from ..data.base import build_dataset
 from ..degradations.pipeline import Degrader
+from ..devices import select_device
 from ..fields.errors import OptionError
 from ..logs import setup_logging
 from ..losses import build_loss
@@ -16,8 +17,10 @@ from ..metrics import build_metric
 from ..options.loader import load_config
 from ..options.schema import Config, TrainSection
 from ..training.build import build_discriminator, build_generator, count_parameters
+from ..training.compiled import compile_wanted, describe_compile, graphs_wanted
 from ..training.distributed import DistributedContext
 from ..training.experiment import ExperimentDirs, prepare_experiment, resume_path
+from ..training.precision import Precision
 from ..training.schedule import describe_schedule
 from ..training.trainer import Trainer, TrainingStopped
 from .common import add_overrides_argument, exit_with
@@ -66,6 +69,14 @@ def summarise(config: Config) -> None:
             if config.path.resume_state == "auto"
             else "the experiment folder exists: a run would refuse it (use --archive or path.resume_state: auto)"
         )
+    device = select_device(config.gpu_ids)
+    compiled = compile_wanted(train.compile, device)
+    log.info(
+        "would train on %s (%s), %s",
+        device,
+        Precision(config.fp16, config.bf16, device, config.fp32).describe(),
+        describe_compile(compiled, compiled and graphs_wanted(train.cuda_graphs, device)),
+    )
     generator = build_generator(config)
     log.info(
         "generator %s: %s parameters", config.networks.generator.type, f"{count_parameters(generator):,}"

@@ -57,6 +57,11 @@ def graphs_wanted(setting: bool, device: torch.device) -> bool:
     return wanted
 
 
+def describe_compile(compiled: bool, graphs: bool) -> str:
+    """How the training step runs its networks, for the log."""
+    return "torch.compile " + ("on, with CUDA graphs" if graphs else "on" if compiled else "off")
+
+
 def slow_steps(phase_starts: set[int], graphs: bool) -> dict[int, str]:
     """The steps of a compiled run whose time is worth a log line, with what makes them slow: the first
     step of each loss phase compiles; with CUDA graphs, the next one records them."""

@@ -27,7 +27,7 @@ from ..networks.checkpoint import load_into
 from ..options.schema import Config
 from ..randomness import StepGenerators
 from .build import build_discriminator, build_generator, count_parameters
-from .compiled import compile_wanted, graphs_wanted, slow_steps, training_forwards
+from .compiled import compile_wanted, describe_compile, graphs_wanted, slow_steps, training_forwards
 from .distributed import DistributedContext
 from .ema import ModelEMA
 from .experiment import ExperimentDirs
@@ -127,12 +127,13 @@ class Trainer:
             for name, trained in self._trained().items()
         ]
         log.info(
-            "experiment %s in %s: %s on %s (%s), %d process(es)",
+            "experiment %s in %s: %s on %s (%s), %s, %d process(es)",
             config.name,
             self.dirs.root,
             ", ".join(sizes),
             self.device,
             self.precision.describe(),
+            describe_compile(self.compiled, self.runner.forwards.graphs),
             self.dist.world_size,
         )
         batch = config.datasets.train.batch_size
