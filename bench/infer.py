@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "codes"))
 
 from esrforge.devices import cpu_has_bf16
 from esrforge.inference import DEFAULT_OVERLAP, DEFAULT_PAD, TileOptions, Upscaler
-from esrforge.inference.runner import MIN_AUTO_BF16_PSNR
+from esrforge.inference.precision import MIN_AUTO_BF16_PSNR
 from esrforge.networks import SRVGGNetCompact, SRVGGNetCompactOptions, load_generator
 from esrforge.probes import psnr, smooth_image
 from measure import DTYPES, best_time, build_model, tiled_size, work_ratio

@@ -188,7 +188,7 @@ def logs(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> p
 def no_automatic_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
     """Training and inference run in fp32 unless a test asks otherwise: the CPUs that run the suite differ
     in whether they have bf16 instructions, and with them both would pick bf16 by themselves."""
-    monkeypatch.setattr("esrforge.inference.runner.cpu_has_bf16", lambda: False)
+    monkeypatch.setattr("esrforge.inference.precision.cpu_has_bf16", lambda: False)
     monkeypatch.setattr("esrforge.training.precision.cpu_has_bf16", lambda: False)
 
 

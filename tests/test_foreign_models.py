@@ -210,7 +210,7 @@ def test_inspect_model_says_what_a_checkpoint_is_and_prints_the_section_that_reb
 def test_a_precision_the_network_does_not_support_falls_back_to_fp32_with_a_warning(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from esrforge.inference.runner import compute_dtype
+    from esrforge.inference.precision import compute_dtype
     from esrforge.networks import Description
     from esrforge.options.model import ModelConfig
 

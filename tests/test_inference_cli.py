@@ -275,7 +275,7 @@ def test_bf16_is_picked_by_itself_on_cpus_that_have_it_when_close_to_fp32(
     tmp_path, checkpoint, images, caplog, monkeypatch
 ):
     image = images / "a.png"
-    monkeypatch.setattr("esrforge.inference.runner.cpu_has_bf16", lambda: True)
+    monkeypatch.setattr("esrforge.inference.precision.cpu_has_bf16", lambda: True)
     assert run("--model", checkpoint, "--input", image, "-o", tmp_path / "auto", "--cpu") == 0
     assert re.search(
         r"bf16 on this CPU \(AVX-512-BF16/AMX\): [0-9.]+ dB PSNR from fp32 on a probe image", caplog.text
@@ -288,7 +288,7 @@ def test_bf16_is_picked_by_itself_on_cpus_that_have_it_when_close_to_fp32(
     assert run("--model", checkpoint, "--input", image, "-o", tmp_path / "fp32", "--fp32", "--cpu") == 0
     assert "probe image" not in caplog.text  # no probe: fp32 as asked
     # a model that bf16 changes too much stays in fp32, and the log says why
-    monkeypatch.setattr("esrforge.inference.runner.MIN_AUTO_BF16_PSNR", 500.0)
+    monkeypatch.setattr("esrforge.inference.precision.MIN_AUTO_BF16_PSNR", 500.0)
     assert run("--model", checkpoint, "--input", image, "-o", tmp_path / "strict", "--cpu") == 0
     assert "fp32: bf16 would be" in caplog.text and "under 500 dB (--bf16 forces it)" in caplog.text
     assert np.array_equal(

@@ -18,7 +18,8 @@ from esrforge.inference import TileOptions, Upscaler, read_upright
 from esrforge.inference.exif import exif_orientation
 from esrforge.inference.images import write_output
 from esrforge.inference.jobs import Job
-from esrforge.inference.runner import ImageProcessor
+from esrforge.inference.runner import ImageProcessor, Upscalers
+from esrforge.networks import Description
 
 
 def tiff_orientation_entry(orientation: int) -> bytes:
@@ -107,7 +108,8 @@ class Nearest(nn.Module):
 def process(tmp_path: Path, image: np.ndarray, alpha_upsampler: str = "bicubic") -> np.ndarray:
     source, output = tmp_path / "in.png", tmp_path / "out" / "in_x2.png"
     write_image(source, image)
-    processor = ImageProcessor(Upscaler(Nearest(), TileOptions(tile_size=16)), 2, alpha_upsampler)
+    upscalers = Upscalers(Upscaler(Nearest(), TileOptions(tile_size=16)), Description("Nearest", 2, 3, 3))
+    processor = ImageProcessor(upscalers, 2, alpha_upsampler)
     upscaled, score = processor.process(Job("in.png", source, output, None))
     assert score is None
     write_output(output, upscaled)

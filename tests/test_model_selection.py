@@ -102,22 +102,27 @@ def test_interpolation_sweep_scores_every_alpha_and_draws_plot_and_crops(tmp_pat
     tiny_checkpoint(tmp_path / "a.pth", 0)
     tiny_checkpoint(tmp_path / "b.pth", 1)
     out = tmp_path / "sweep"
-    args = ["--a", str(tmp_path / "a.pth"), "--b", str(tmp_path / "b.pth"), "--sweep", "0:1:0.5"]
+    args = ["--a", str(tmp_path / "a.pth"), "--b", str(tmp_path / "b.pth"), "--sweep", "0:1:0.25"]
     assert interpolate.main([*args, "--gt", str(tmp_path / "gt"), "--out", str(out), "--device", "cpu"]) == 0
     rows = list(csv.DictReader((out / "interpolation.csv").open()))
-    assert [r["alpha"] for r in rows] == ["0", "0.5", "1"]
+    assert [r["alpha"] for r in rows] == ["0", "0.25", "0.5", "0.75", "1"]
     assert set(rows[0]) == {"series", "alpha", "gt/psnr_y", "gt/ssim_y", "gt/lpips_alex"}
-    # alpha 0 scores exactly as model A scored directly.
     options = folder_set(tmp_path / "gt", name="gt")
     metrics = [build_metric(metric_named(n), 2) for n in ("psnr_y", "ssim_y", "lpips_alex")]
-    a = load_generator(tmp_path / "a.pth")
-    direct = means(score_set(a.module, val_loader(options, 2), metrics, a.description, 512), metrics)
-    for name, value in direct.items():
-        assert float(rows[0][f"gt/{name}"]) == pytest.approx(value, abs=1e-5)
-    assert float(rows[0]["gt/psnr_y"]) != pytest.approx(float(rows[2]["gt/psnr_y"]), abs=1e-3)
+    # Each alpha scores exactly as the blend written with --alpha, scored directly.
+    for row in rows:
+        blend = tmp_path / f"blend_{row['alpha']}.pth"
+        assert interpolate.main([*args[:4], "--alpha", row["alpha"], "--output", str(blend)]) == 0
+        model = load_generator(blend)
+        direct = means(
+            score_set(model.module, val_loader(options, 2), metrics, model.description, 512), metrics
+        )
+        for name, value in direct.items():
+            assert float(row[f"gt/{name}"]) == pytest.approx(value, abs=1e-5), (row["alpha"], name)
+    assert float(rows[0]["gt/psnr_y"]) != pytest.approx(float(rows[4]["gt/psnr_y"]), abs=1e-3)
     plot, crops = read_image(out / "interpolation.png"), read_image(out / "crops.png")
     assert plot.ndim == 3 and plot.shape[0] > 100
-    assert crops.shape[1] >= 4 * 48 and crops.shape[0] >= 2 * 48  # 3 alphas and the HR, 2 images
+    assert crops.shape[1] >= 6 * 48 and crops.shape[0] >= 2 * 48  # 5 alphas and the HR, 2 images
 
 
 @pytest.mark.slow

@@ -96,7 +96,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         b = load_generator(args.b, options=a.options)
     except ValueError as error:
         raise ValueError(f"--b {error} (--a is {a.description.line()})") from None
-    weights_a, weights_b = a.module.state_dict(), b.module.state_dict()
+    # copies: the sweep loads each blend into A's module, which would change a state dict sharing its tensors
+    weights_a = {key: tensor.clone() for key, tensor in a.module.state_dict().items()}
+    weights_b = b.module.state_dict()
     if args.alpha is not None:
         save_generator(args.output, interpolate(weights_a, weights_b, args.alpha), a.options)
         log.info("wrote %s: %g of %s and %g of %s", args.output, 1 - args.alpha, args.a, args.alpha, args.b)

@@ -22,11 +22,10 @@ from torch import nn
 from tqdm import tqdm
 
 from ..data.imageio import to_uint8
-from ..devices import cpu_has_bf16, select_device
+from ..devices import select_device
 from ..metrics.evaluate import ImageScore, align_to_gt, format_table, score_pair, write_csv
 from ..networks import Description, LoadedNetwork, load_generator
 from ..options.model import ModelConfig
-from ..probes import probe_input, probe_side, psnr
 from .images import (
     InputImage,
     compose,
@@ -39,6 +38,7 @@ from .images import (
 from .jobs import Job, plan_jobs
 from .onnx_model import OnnxModule
 from .options import TestConfig
+from .precision import choose_precision
 from .tiling import TileOptions, Upscaler
 
 log = logging.getLogger(__name__)
@@ -46,8 +46,21 @@ IMAGE_ERRORS = (ValueError, OSError, RuntimeError, cv2.error)
 """What fails one image without stopping the run (unreadable file, too large, unwritable, ...)."""
 
 
-Placement = Callable[[ModelConfig, TileOptions], tuple[TileOptions, bool]]
-"""Puts a loaded model where the config runs it; returns the tiling it runs with and whether to compile."""
+@dataclass(frozen=True)
+class Placed:
+    """A loaded model where the config runs it."""
+
+    model: nn.Module
+    tiling: TileOptions
+    compiled: bool = False
+    dtype: torch.dtype | None = None
+    """The compute dtype where it differs from the weights' (autocast); None: the weights'."""
+    precise: bool = False
+    """Beside an automatic bf16 model, whether ``model`` also serves outputs of more than 8 bits in float32."""
+
+
+Placement = Callable[[ModelConfig, TileOptions], Placed]
+"""Puts a loaded model where the config runs it."""
 
 
 def load_model(config: ModelConfig) -> tuple[LoadedNetwork, Placement]:
@@ -68,116 +81,90 @@ def load_model(config: ModelConfig) -> tuple[LoadedNetwork, Placement]:
         options = config.networks.generator
         loaded = load_generator(path.pretrain_model_generator, options, path.strict_load, path.param_key)
         place = partial(place_torch, loaded)
-    found = loaded.description.scale
-    if config.scale is not None and found != config.scale:
-        raise ValueError(f"scale: the config says {config.scale}, the checkpoint is a x{found} model")
+    described = loaded.description
+    if (described.in_channels, described.out_channels) != (3, 3):
+        raise ValueError(
+            f"{path.pretrain_model_generator}: a {described.in_channels} -> {described.out_channels} channel "
+            f"{described.architecture}; test.py and process_video.py run RGB models (3 -> 3 channels)"
+        )
+    if config.scale is not None and described.scale != config.scale:
+        raise ValueError(
+            f"scale: the config says {config.scale}, the checkpoint is a x{described.scale} model"
+        )
     loaded.module.eval()
     return loaded, place
 
 
-def place_onnx(model: OnnxModule, config: ModelConfig, tiling: TileOptions) -> tuple[TileOptions, bool]:
+def place_onnx(model: OnnxModule, config: ModelConfig, tiling: TileOptions) -> Placed:
     """An ONNX model's session fixes its device and its export its precision: only its tiles can change."""
     if config.fp16 or config.bf16:
         log.warning("%s: runs in the precision it was exported in (%s)", model.path, model.info.precision)
     if config.compile:
         log.warning("%s: an ONNX model runs in onnxruntime; compile does not apply", model.path)
-    return model.fit_tiling(tiling), False
+    return Placed(model, model.fit_tiling(tiling))
 
 
-def place_torch(loaded: LoadedNetwork, config: ModelConfig, tiling: TileOptions) -> tuple[TileOptions, bool]:
-    """A PyTorch network on the config's device, in its memory format and compute dtype."""
+def place_torch(loaded: LoadedNetwork, config: ModelConfig, tiling: TileOptions) -> Placed:
+    """A PyTorch network on the config's device, in its memory format and compute precision."""
     model, description = loaded.module, loaded.description
     device = select_device(config.gpu_ids)
-    dtype = compute_dtype(config, device, description)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
     model.to(device=device)
-    if dtype == torch.float32 and automatic_bf16(config, model, description, device):
-        dtype = torch.bfloat16
-    model.to(dtype=dtype)
+    precision = choose_precision(config, model, description, device)
     if config.compile:
         log.info("torch.compile: the first tile compiles the network")
-    return tiling, config.compile
+    if precision.autocast:
+        return Placed(model, tiling, config.compile, precision.dtype, precise=precision.automatic)
+    if precision.automatic:  # the float32 model stays for outputs of more than 8 bits
+        return Placed(copy.deepcopy(model).to(dtype=precision.dtype), tiling, config.compile, precise=True)
+    return Placed(model.to(dtype=precision.dtype), tiling, config.compile)
 
 
-def compute_dtype(config: ModelConfig, device: torch.device, description: Description) -> torch.dtype:
-    """float16 / bfloat16 / float32 as asked, falling back to float32 where the device or network lacks it."""
-    wanted = torch.float16 if config.fp16 else torch.bfloat16 if config.bf16 else torch.float32
-    if config.fp16 and device.type == "cpu":
-        log.warning("fp16 needs CUDA: running in fp32 on the CPU (bf16 is the CPU's half precision)")
-        return torch.float32
-    if not description.supports(wanted):
-        log.warning("%s does not run correctly in %s: running in fp32", description.architecture, wanted)
-        return torch.float32
-    if config.bf16 and device.type == "cpu":
-        log.info("bf16 on the CPU: only faster than fp32 on CPUs with AVX-512-BF16 or AMX")
-    return wanted
+@dataclass(frozen=True)
+class Upscalers:
+    """A loaded model's :class:`Upscaler` and description; beside an automatic bf16 upscaler, a float32 one
+    for images and frames of more than 8 bits per channel (bf16 keeps 8 bits of precision)."""
+
+    main: Upscaler
+    description: Description
+    precise: Upscaler | None = None
+
+    def for_bits(self, bits: int) -> Upscaler:
+        """The upscaler for images of ``bits`` per channel."""
+        return self.precise if bits > 8 and self.precise is not None else self.main
 
 
-MIN_AUTO_BF16_PSNR = 45.0
-"""Least PSNR (dB) of bf16's output from fp32's on a probe image for inference to pick bf16 by itself."""
-PROBE_SIDE = 64
-
-
-def automatic_bf16(
-    config: ModelConfig, model: nn.Module, description: Description, device: torch.device
-) -> bool:
-    """Whether to run in bf16 unasked: on a CPU with AVX-512-BF16/AMX (2-4x faster than fp32 there), when
-    no precision is set and a probe image's output stays within :data:`MIN_AUTO_BF16_PSNR` of fp32's."""
-    if device.type != "cpu" or config.fp32 or config.fp16 or config.bf16 or not cpu_has_bf16():
-        return False
-    if not description.supports(torch.bfloat16):
-        return False
-    side = probe_side(description, PROBE_SIDE)
-    probe = probe_input(description, (side, side)).to(device)
-    with torch.inference_mode():
-        full = model(probe).float().clamp(0, 1)
-        # a copy: casting the model itself to bf16 and back would round its weights
-        half = copy.deepcopy(model).to(dtype=torch.bfloat16)(probe.bfloat16()).float().clamp(0, 1)
-    quality = psnr(half, full)
-    if quality < MIN_AUTO_BF16_PSNR:
-        log.info(
-            "fp32: bf16 would be %.1f dB PSNR from fp32 on a probe image, under %.0f dB (--bf16 forces it)",
-            quality,
-            MIN_AUTO_BF16_PSNR,
-        )
-        return False
-    log.info(
-        "bf16 on this CPU (AVX-512-BF16/AMX): %.1f dB PSNR from fp32 on a probe image; --fp32 keeps fp32",
-        quality,
-    )
-    return True
-
-
-def build_upscaler(
-    config: ModelConfig, tiling: TileOptions, progress: bool = False
-) -> tuple[Upscaler, Description]:
-    """The :class:`Upscaler` of the config's model (on the device, in the compute dtype) and its description."""
+def build_upscaler(config: ModelConfig, tiling: TileOptions, progress: bool = False) -> Upscalers:
+    """The :class:`Upscalers` of the config's model (on the device, in the compute precision)."""
     loaded, place = load_model(config)
-    model, description = loaded.module, loaded.description
-    tiling, compiled = place(config, tiling)
-    if description.tiling == "discouraged" and tiling.tile_size is not None:
+    description = loaded.description
+    placed = place(config, tiling)
+    if description.tiling == "discouraged" and placed.tiling.tile_size is not None:
         log.info(
             "%s uses global context: seams may show at tile borders; tile_size: null (--tile 0) "
             "runs whole images",
             description.architecture,
         )
-    upscaler = Upscaler(
-        model,
-        tiling,
+    make = partial(
+        Upscaler,
+        options=placed.tiling,
         description=description,
         channels_last=config.channels_last,
         progress=progress,
-        compiled=compiled,
+        compiled=placed.compiled,
     )
-    return upscaler, description
+    main = make(placed.model, dtype=placed.dtype)
+    if not placed.precise:
+        return Upscalers(main, description)
+    return Upscalers(main, description, make(loaded.module, dtype=torch.float32))
 
 
 @dataclass(frozen=True)
 class ImageProcessor:
     """Upscales one image file (RGB, grey or with alpha) and scores it against its ground truth."""
 
-    upscaler: Upscaler
+    upscalers: Upscalers
     scale: int
     alpha_upsampler: str = "bicubic"
     downscale_gt: bool = False
@@ -185,11 +172,12 @@ class ImageProcessor:
 
     def upscale_image(self, image: InputImage) -> np.ndarray:
         """The output array to write for ``image`` (same kind: grey/RGB, alpha, bit depth)."""
-        rgb = self.upscaler.upscale_array(image.rgb)
+        upscaler = self.upscalers.for_bits(8 * image.rgb.itemsize)
+        rgb = upscaler.upscale_array(image.rgb)
         alpha = image.alpha
         if alpha is not None:
             if self.alpha_upsampler == "model":
-                alpha = to_grey(self.upscaler.upscale_array(np.repeat(alpha[:, :, None], 3, axis=2)))
+                alpha = to_grey(upscaler.upscale_array(np.repeat(alpha[:, :, None], 3, axis=2)))
             else:
                 alpha = resize_alpha(alpha, self.scale)
         return compose(rgb, alpha, image.grey)
@@ -256,14 +244,14 @@ def _report_scores(scores: list[ImageScore], out_dir: Path) -> None:
 def run_test(config: TestConfig, progress: bool = True) -> int:
     """Run a whole test config; returns the exit code (0, or 1 when some images failed)."""
     dataset, options = config.datasets.test, config.inference
-    upscaler, description = build_upscaler(config, config.inference, progress)
-    scale = description.scale
+    upscalers = build_upscaler(config, config.inference, progress)
+    scale = upscalers.description.scale
     suffix = f"x{scale}" if options.suffix is None else options.suffix
     jobs = plan_jobs(
         dataset.dataroot, config.output_dir, suffix, options.ext, dataset.recursive, dataset.dataroot_GT
     )
     process = ImageProcessor(
-        upscaler, scale, options.alpha_upsampler, dataset.downscale_gt, options.crop_border
+        upscalers, scale, options.alpha_upsampler, dataset.downscale_gt, options.crop_border
     )
     log.info("%s: %d image(s) from %s -> %s", config.name, len(jobs), dataset.dataroot, config.output_dir)
     scores: dict[str, ImageScore] = {}

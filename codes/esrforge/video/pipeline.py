@@ -175,12 +175,12 @@ def upscale_frames(
 def run_video(config: VideoConfig, show_progress: bool = True) -> int:
     """Run a whole process_video job; returns the exit code (0)."""
     files = config.video
-    upscaler, description = build_upscaler(config, config.inference)
-    scale = description.scale
-    upscale = FrameUpscaler(upscaler, config.inference.frame_batch_size)
+    upscalers = build_upscaler(config, config.inference)
+    scale = upscalers.description.scale
+    depth = pixel_depth(config.encode.pix_fmt)
+    upscale = FrameUpscaler(upscalers.for_bits(depth), config.inference.frame_batch_size)
     output = output_path(config, scale)
     format_name = CONTAINERS[output.suffix.lower()]
-    depth = pixel_depth(config.encode.pix_fmt)
     started = time.perf_counter()
     with VideoSource(files.input) as source:
         width, height = even_size(config.encode.pix_fmt, source.width * scale, source.height * scale)
