@@ -201,3 +201,40 @@ def test_entry_script_runs_from_repo_root(tmp_path):
     assert done.returncode == 2
     assert "Traceback" not in done.stderr and "nope" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def one_image_folder(tmp_path: Path, size: int = 16) -> Path:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    save(folder / "a.png", noise(size, size))
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--lr-output", "{out}"], "--lr-output {out}: must differ from --output"),
+        (["--output", "{in}"], "is the input folder"),
+        (["--output", "{file}"], "--output {file}: expected a folder, found a file"),
+        (["--crop-size", "64"], "no image could be chunked (1 skipped, e.g. {in}/a.png: too small (16x16)"),
+        (["--crop-size", "-4"], "--crop-size: expected a positive size, got -4"),
+    ],
+)
+def test_misplaced_folders_and_unusable_inputs_are_one_line_errors_that_write_nothing(
+    tmp_path, logs, extra, expected
+):
+    folder = one_image_folder(tmp_path)
+    (tmp_path / "afile").write_text("not a folder")
+    names = {"{in}": str(folder), "{out}": str(tmp_path / "o"), "{file}": str(tmp_path / "afile")}
+
+    def fill(text: str) -> str:
+        for key, value in names.items():
+            text = text.replace(key, value)
+        return text
+
+    args = ["--input", str(folder), "--output", str(tmp_path / "o"), "--crop-size", "8", "--step", "8"]
+    args += [fill(a) for a in extra]
+    before = sorted(tmp_path.rglob("*"))
+    assert run_program(lambda: main(args)) == 2
+    assert fill(expected) in logs.records[-1].getMessage()
+    assert sorted(tmp_path.rglob("*")) == before  # no output folder, manifest or chunk

@@ -12,7 +12,9 @@ import torch
 import yaml
 from PIL import Image
 
-from conftest import CUDA, REPO
+from conftest import CUDA, REPO, tiny_realesrgan_config
+from esrforge.cli import preview_degradations
+from esrforge.cli.common import run_program
 from esrforge.degradations import (
     DEGRADATIONS,
     DegradationSection,
@@ -383,3 +385,16 @@ def test_on_a_gpu_the_pipeline_draws_what_it_draws_on_the_cpu():
     restored = PairPool(4)
     restored.load_state_dict(state, torch.device("cuda"))
     assert torch.equal(restored.lq, gpu.pool.lq)
+
+
+def test_preview_checks_only_the_paths_it_reads_and_rejects_a_negative_step(tmp_path, logs):
+    config = tiny_realesrgan_config(tmp_path)
+    not_yet = ["path.pretrain_model_generator=not_trained_yet.pth", "datasets.val.dataroot=no_val"]
+    args = ["-opt", str(config), "--count", "1", "--output", str(tmp_path / "p"), "--set", *not_yet]
+    assert run_program(lambda: preview_degradations.main(args)) == 0
+    assert (tmp_path / "p" / "degradations.png").is_file()
+    missing = [*args, "datasets.train.dataroot=no_train"]
+    assert run_program(lambda: preview_degradations.main(missing)) == 2
+    assert "datasets.train.dataroot: path does not exist" in logs.records[-1].getMessage()
+    assert run_program(lambda: preview_degradations.main([*args, "--step", "-5"])) == 2
+    assert "--step: expected a training step of 0 or more" in logs.records[-1].getMessage()

@@ -9,8 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
+from esrforge.cli.common import run_program
 from esrforge.data.imageio import read_image, write_image
 from esrforge.data.imresize import mod_crop
+from esrforge.metrics import evaluate
 from esrforge.metrics.evaluate import bicubic_baseline, evaluate_folder, main, match_sr_files
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,34 +81,64 @@ def test_rgb_sr_of_grey_gt_is_scored_as_grey(gt_dir, tmp_path):
     assert evaluate_folder(gt_dir, sr_dir, 4, 4) == evaluate_folder(gt_dir, None, 4, 4)
 
 
-def test_missing_folder_exit_code_2(tmp_path, capsys):
-    assert main(["--gt", str(tmp_path / "nope"), "--bicubic", "--scale", "4"]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "nope" in err and "Traceback" not in err
-    assert main(["--gt", str(tmp_path), "--sr", str(tmp_path / "none"), "--scale", "4"]) == 2
+def error_of(argv: list[str], logs: pytest.LogCaptureFixture) -> str:
+    """The one ERROR line of an evaluate.py run that must exit 2."""
+    logs.clear()
+    assert run_program(lambda: main(argv)) == 2
+    errors = [r.getMessage() for r in logs.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "\n" not in errors[0]
+    return errors[0]
 
 
-def test_unreadable_and_mismatched_files_exit_code_1(gt_dir, tmp_path, capsys):
+def test_missing_folder_exit_code_2(tmp_path, logs):
+    assert error_of(["--gt", str(tmp_path / "nope"), "--bicubic", "--scale", "4"], logs) == (
+        f"--gt {tmp_path / 'nope'}: folder not found"
+    )
+    assert "none" in error_of(["--gt", str(tmp_path), "--sr", str(tmp_path / "none"), "--scale", "4"], logs)
+
+
+def test_unreadable_and_mismatched_files_exit_code_2(gt_dir, tmp_path, logs):
     sr_dir = tmp_path / "sr"
     _write_bicubic_sr(gt_dir, sr_dir)
+    args = ["--gt", str(gt_dir), "--sr", str(sr_dir), "--scale", "4"]
     (sr_dir / "grey_x4.png").write_bytes(b"not a png")
-    assert main(["--gt", str(gt_dir), "--sr", str(sr_dir), "--scale", "4"]) == 1
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "grey_x4.png" in err
+    assert "grey_x4.png" in error_of(args, logs)
 
     write_image(sr_dir / "grey_x4.png", np.zeros((40, 32), dtype=np.uint8))  # taller than its GT
-    assert main(["--gt", str(gt_dir), "--sr", str(sr_dir), "--scale", "4"]) == 1
-    err = capsys.readouterr().err
-    assert "grey_x4.png" in err and "larger" in err
+    error = error_of(args, logs)
+    assert "grey_x4.png" in error and "larger" in error
+
+    short = np.zeros((28, 32), dtype=np.uint8)  # 4 px short of its 32 px GT: more than the scale's crop
+    write_image(sr_dir / "grey_x4.png", short)
+    error = error_of(args, logs)
+    assert "grey_x4.png (32x28) is smaller than GT" in error and "by more than the 3 px" in error
+    write_image(sr_dir / "alpha_x4.png", np.zeros((31, 38, 3), dtype=np.uint8))  # GT 41x34: within 3 px
+    write_image(sr_dir / "grey_x4.png", np.zeros((32, 32), dtype=np.uint8))
+    assert run_program(lambda: main(args)) == 0
 
 
-def test_bad_arguments_exit_code_2(gt_dir):
+def test_bad_arguments_exit_code_2(gt_dir, tmp_path, logs):
     with pytest.raises(SystemExit) as raised:
         main(["--gt", str(gt_dir), "--scale", "4"])  # neither --sr nor --bicubic
     assert raised.value.code == 2
-    with pytest.raises(SystemExit) as raised:
-        main(["--gt", str(gt_dir), "--bicubic", "--scale", "0"])
-    assert raised.value.code == 2
+    bicubic = ["--gt", str(gt_dir), "--bicubic"]
+    assert error_of([*bicubic, "--scale", "0"], logs) == "--scale: expected a positive integer, got 0"
+    assert error_of([*bicubic, "--scale", "4", "--crop-border", "-1"], logs).startswith("--crop-border:")
+    error = error_of([*bicubic, "--scale", "4", "--csv", str(tmp_path)], logs)
+    assert error == f"--csv {tmp_path}: is a folder; expected the name of a CSV file"
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_progress_bar_counts_the_images(gt_dir, monkeypatch):
+    bars = []
+
+    def spy(items, **kwargs):
+        bars.append((len(items), kwargs))
+        return items
+
+    monkeypatch.setattr(evaluate, "tqdm", spy)
+    evaluate_folder(gt_dir, None, 4, 4)
+    assert bars == [(2, {"desc": "evaluate", "unit": "img", "disable": None})]
 
 
 def test_script_runs_without_installation(gt_dir, tmp_path):
@@ -121,6 +153,11 @@ def test_script_runs_without_installation(gt_dir, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "alpha" in result.stdout and "mean" in result.stdout
+    command = [sys.executable, str(script), "--gt", str(tmp_path / "nope"), "--bicubic", "--scale", "4"]
+    failed = subprocess.run(
+        command, capture_output=True, text=True, check=False, env={"PATH": "/usr/bin:/bin"}
+    )
+    assert failed.returncode == 2 and failed.stderr == f"ERROR --gt {tmp_path / 'nope'}: folder not found\n"
 
 
 @pytest.mark.shared

@@ -26,12 +26,15 @@ from esrforge.data.imageio import read_image, write_image
 from esrforge.fields.convert import Resolver, convert
 from esrforge.networks import (
     NetworkOptions,
+    RRDBNet,
+    RRDBNetOptions,
     SpandrelOptions,
     SRVGGNetCompact,
     SRVGGNetCompactOptions,
     load_generator,
     recognise,
 )
+from esrforge.networks.saved import save_generator
 
 
 def swinir() -> nn.Module:
@@ -220,3 +223,37 @@ def test_a_precision_the_network_does_not_support_falls_back_to_fp32_with_a_warn
     assert compute_dtype(bf16, torch.device("cpu"), fp32_only) == torch.float32
     assert "Strict does not run correctly in torch.bfloat16: running in fp32" in caplog.text
     assert compute_dtype(bf16, torch.device("cpu"), Description("Any", 2, 3, 3)) == torch.bfloat16
+
+
+@pytest.mark.parametrize(("model", "key"), [("RRDBNet", "conv_last.bias"), ("SPAN-x4", "conv_1.conv.1.bias")])
+def test_a_checkpoint_missing_a_tensor_is_one_line_naming_the_file(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, model: str, key: str
+) -> None:
+    torch.manual_seed(0)
+    network = RRDBNet(RRDBNetOptions(nf=8, nb=1, gc=4)) if model == "RRDBNet" else MODELS[model]()
+    state = network.state_dict()
+    del state[key]  # spandrel still knows the architecture, and its loader raises on the gap
+    path = tmp_path / "missing.pth"
+    torch.save({"params_ema": state}, path)
+    config = write_test_config(tmp_path, path)
+    for run in (lambda: inspect_main([str(path)]), lambda: upscale_main(["-opt", str(config)])):
+        caplog.clear()
+        assert run_program(run) == 2
+        line = next(r.getMessage() for r in caplog.records if r.levelname == "ERROR")
+        assert line.startswith(str(path)) and "spandrel could not load it" in line and "\n" not in line
+
+
+def test_inspect_model_describes_our_safetensors_with_their_origin_and_checks_4_channel_models(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="esrforge")
+    options = RRDBNetOptions(nf=8, nb=1, gc=4)
+    path = tmp_path / "ours.safetensors"
+    save_generator(path, RRDBNet(options).state_dict(), options, step=30, config="tinyrun")
+    assert run_program(lambda: inspect_main([str(path)])) == 0
+    assert f"{path}: RRDBNet x4, 3 -> 3 channels" in caplog.text
+    assert f"{path}: saved by esrforge at step 30, experiment tinyrun" in caplog.text
+    rgba = RRDBNetOptions(in_nc=4, out_nc=4, nf=8, nb=1, gc=4, scale=2)
+    torch.save(RRDBNet(rgba).state_dict(), tmp_path / "rgba.pth")
+    assert run_program(lambda: inspect_main([str(tmp_path / "rgba.pth"), "--check"])) == 0
+    assert "4 -> 4 channels" in caplog.text and "check: 192x192 -> 384x384" in caplog.text

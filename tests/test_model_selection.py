@@ -299,3 +299,113 @@ def test_validation_scores_a_set_as_test_py_and_evaluate_do_grey_images_included
         assert scores["psnr_y"] == pytest.approx(expected.psnr_y, abs=1e-4), name
         assert scores["ssim_y"] == pytest.approx(expected.ssim_y, abs=1e-5), name
         assert scores["psnr_rgb"] == pytest.approx(expected.psnr_rgb, abs=1e-4), name
+
+
+def fake_run(root: Path, broken: dict[int, bytes] | None = None) -> Path:
+    """A run folder as train.py leaves it (config and ``models/<step>_G_ema.pth``), without training it;
+    ``broken`` replaces the file of a step with other bytes."""
+    run = root / "run"
+    tiny_gan_config(run).rename(run / "config_20260101-000000.yml")
+    (run / "models").mkdir()
+    options = RRDBNetOptions(nf=8, nb=1, gc=4)
+    for step in (10, 20, 30):
+        path = run / "models" / f"{step}_G_ema.pth"
+        tiny_checkpoint(path, step, options)
+        if step in (broken or {}):
+            path.write_bytes((broken or {})[step])
+    return run
+
+
+def sweep_args(tool: str, tmp_path: Path) -> list[str]:
+    if tool == "interpolate":
+        tiny_checkpoint(tmp_path / "a.pth", 0)
+        tiny_checkpoint(tmp_path / "b.pth", 1)
+        write_blocky_images(tmp_path / "gt", count=1, size=32)
+        a, b, gt = (str(tmp_path / name) for name in ("a.pth", "b.pth", "gt"))
+        return ["--a", a, "--b", b, "--sweep", "0:1:1", "--gt", gt, "--metrics", "psnr_y"]
+    return [str(fake_run(tmp_path)), "--metrics", "psnr_y"]
+
+
+TOOLS = {"interpolate": interpolate.main, "sweep_checkpoints": sweep_checkpoints.main}
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--device", "foo"], "--device: expected cpu or cuda, got 'foo'"),
+        (["--device", "cuda:99"], "--device cuda:99: this machine has"),
+        (["--tile", "8"], "--tile: expected auto, 0 or a size of at least 16, got 8"),
+        (["--tile", "-16"], "--tile: expected auto, 0 or a size of at least 16, got -16"),
+        (["--metrics", ""], "--metrics: expected comma-separated metric names, got ''"),
+        (["--out", "{file}"], "--out {file}: expected a folder for the results, found a file"),
+    ],
+)
+def test_scoring_flags_are_checked_in_one_line_before_anything_is_scored(
+    tmp_path, logs, monkeypatch, tool, flags, expected
+):
+    (tmp_path / "afile").write_text("")
+    args = sweep_args(tool, tmp_path) + [f.replace("{file}", str(tmp_path / "afile")) for f in flags]
+    monkeypatch.setattr("esrforge.inference.sweeps.score_set", pytest.fail)  # nothing may be scored
+    assert run_program(lambda: TOOLS[tool](args)) == 2
+    assert logs.records[-1].getMessage().startswith(expected.replace("{file}", str(tmp_path / "afile")))
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+@pytest.mark.parametrize(
+    ("flags", "tile"), [([], 512), (["--tile", "0"], None), (["--tile", "auto"], "auto")]
+)
+def test_scoring_uses_the_tile_flag_else_the_sets_tile_size(tmp_path, monkeypatch, tool, flags, tile):
+    from esrforge.inference import sweeps
+
+    tiles = []
+
+    def spy(*args, **kwargs):
+        tiles.append(args[4])
+        return score_set(*args, **kwargs)
+
+    monkeypatch.setattr(sweeps, "score_set", spy)
+    out = ["--out", str(tmp_path / "out"), "--device", "cpu"]
+    assert run_program(lambda: TOOLS[tool]([*sweep_args(tool, tmp_path), *out, *flags])) == 0
+    assert tiles and set(tiles) == {tile}
+
+
+def test_a_checkpoint_that_does_not_fit_or_read_is_skipped_with_a_warning(tmp_path, logs):
+    x2 = tmp_path / "x2.pth"
+    tiny_checkpoint(x2, 0, TINY)
+    run = fake_run(tmp_path, broken={20: x2.read_bytes(), 30: b"PK\x03\x04 torn"})
+    scored = [str(run), "--metrics", "psnr_y", "--device", "cpu"]
+    assert run_program(lambda: sweep_checkpoints.main(scored)) == 0
+    rows = list(csv.DictReader((run / "sweep" / "checkpoints.csv").open()))
+    assert [r["step"] for r in rows] == ["10"]
+    warnings = [r.getMessage() for r in logs.records if r.levelname == "WARNING"]
+    assert any(f"{run / 'models' / '20_G_ema.pth'}: checkpoint does not" in w for w in warnings)
+    assert any(str(run / "models" / "30_G_ema.pth") in w for w in warnings)
+    (run / "models" / "10_G_ema.pth").write_bytes(b"")
+    assert run_program(lambda: sweep_checkpoints.main([str(run), "--metrics", "psnr_y"])) == 2
+    assert "none of the 3 checkpoints could be loaded" in logs.records[-1].getMessage()
+    for every in ("0", "-3"):
+        assert run_program(lambda e=every: sweep_checkpoints.main([str(run), "--every", e])) == 2
+        assert logs.records[-1].getMessage() == f"--every: expected 1 or more, got {every}"
+
+
+def test_alphas_must_be_finite_and_few_and_extrapolation_warns(tmp_path, logs):
+    tiny_checkpoint(tmp_path / "a.pth", 0)
+    tiny_checkpoint(tmp_path / "b.pth", 1)
+    ab = ["--a", str(tmp_path / "a.pth"), "--b", str(tmp_path / "b.pth")]
+    out = tmp_path / "o.pth"
+    assert run_program(lambda: interpolate.main([*ab, "--alpha", "nan", "--output", str(out)])) == 2
+    assert logs.records[-1].getMessage() == "--alpha nan: expected finite numbers" and not out.exists()
+    assert run_program(lambda: interpolate.main([*ab, "--alpha", "1.5", "--output", str(out)])) == 0
+    assert "--alpha 1.5: alphas below 0 or above 1 extrapolate" in logs.text and out.exists()
+    for text, message in [
+        ("0:inf:0.1", "expected finite numbers"),
+        ("nan:1:0.1", "expected finite numbers"),
+        ("0:1:1e-12", "expected at most 1000 alphas"),
+        ("-1e308:1e308:1e-300", "expected at most 1000 alphas"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(f"--sweep {text}: {message}")):
+            interpolate.alphas(text)
+    logs.clear()
+    assert interpolate.alphas("-1:2:1") == [-1, 0, 1, 2]
+    assert "--sweep -1:2:1: alphas below 0 or above 1 extrapolate" in logs.text

@@ -8,7 +8,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from esrforge.cli.common import exit_with
 from esrforge.metrics.evaluate import main
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    exit_with(main)

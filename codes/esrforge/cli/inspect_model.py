@@ -20,7 +20,8 @@ import yaml
 from ..fields.convert import to_data
 from ..inference.tiling import upscale
 from ..networks import LoadedNetwork, load_generator
-from ..probes import smooth_image
+from ..networks.saved import read_metadata
+from ..probes import probe_input
 from .common import exit_with
 
 log = logging.getLogger("esrforge")
@@ -38,7 +39,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def check(loaded: LoadedNetwork) -> None:
     """Run the model on a smooth image, whole and in tiles; log the output size and the tiled difference."""
     description = loaded.description
-    image = smooth_image(CHECK_SIZE, CHECK_SIZE)[: description.in_channels]
+    image = probe_input(description, (CHECK_SIZE, CHECK_SIZE))[0]
     with torch.no_grad():
         whole = upscale(loaded.module, image, description=description)
         tiled = upscale(loaded.module, image, CHECK_TILE, CHECK_MARGIN, CHECK_MARGIN, description=description)
@@ -57,10 +58,24 @@ def check(loaded: LoadedNetwork) -> None:
     )
 
 
+def log_origin(path: Path, loaded: LoadedNetwork) -> None:
+    """What an esrforge ``.safetensors`` file records: the network (built from its options, which
+    load_generator does not log) and the training step and experiment it came from."""
+    saved = read_metadata(path)
+    if "options" in saved:
+        log.info("%s: %s", path, loaded.description.line())
+    origin = [
+        f"{label} {saved[key]}" for key, label in (("step", "step"), ("config", "experiment")) if key in saved
+    ]
+    if origin:
+        log.info("%s: saved by esrforge at %s", path, ", ".join(origin))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     loaded = load_generator(args.model, key=args.param_key)
     loaded.module.eval()
+    log_origin(args.model, loaded)
     parameters = sum(p.numel() for p in loaded.module.parameters())
     log.info("%s: %s parameters", args.model, f"{parameters:,}")
     section = yaml.safe_dump({"networks": {"generator": to_data(loaded.options)}}, sort_keys=False)

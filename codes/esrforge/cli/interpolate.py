@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -31,10 +32,17 @@ from ..networks import Description, load_generator
 from ..networks.base import StateDict
 from ..networks.saved import save_generator
 from .common import exit_with
-from .scoring import add_scoring_arguments, build_metrics, metric_options
+from .scoring import (
+    add_scoring_arguments,
+    build_metrics,
+    check_scoring_arguments,
+    metric_options,
+    scoring_device,
+)
 
 log = logging.getLogger("esrforge")
 CROP, CROP_IMAGES = 128, 3
+MAX_ALPHAS = 1000
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -59,19 +67,42 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--alpha and --output go together")
     if args.sweep is not None and args.gt is None:
         parser.error("--sweep needs --gt, the HR images to score on")
+    if args.alpha is not None:
+        flag = f"--alpha {args.alpha:g}"
+        require_finite(flag, args.alpha)
+        warn_extrapolation(flag, [args.alpha])
+    if args.sweep is not None:
+        check_scoring_arguments(args, args.out)
     return args
 
 
+def require_finite(flag: str, *numbers: float) -> None:
+    if not all(math.isfinite(number) for number in numbers):
+        raise ValueError(f"{flag}: expected finite numbers")
+
+
+def warn_extrapolation(flag: str, values: Sequence[float]) -> None:
+    """Alphas outside [0, 1] can be meant, but are seldom what one wants."""
+    if min(values) < 0 or max(values) > 1:
+        log.warning("%s: alphas below 0 or above 1 extrapolate beyond A and B (artefacts grow fast)", flag)
+
+
 def alphas(text: str) -> list[float]:
-    """``0:1:0.1`` -> 0, 0.1, ..., 1 (the stop included)."""
+    """``0:1:0.1`` -> 0, 0.1, ..., 1 (the stop included; at most :data:`MAX_ALPHAS`)."""
+    flag = f"--sweep {text}"
     try:
         start, stop, step = (float(part) for part in text.split(":"))
     except ValueError:
-        raise ValueError(f"--sweep {text!r}: expected START:STOP:STEP, e.g. 0:1:0.1") from None
+        raise ValueError(f"{flag}: expected START:STOP:STEP, e.g. 0:1:0.1") from None
+    require_finite(flag, start, stop, step)
     if step <= 0 or stop < start:
-        raise ValueError(f"--sweep {text!r}: expected START <= STOP and a positive STEP")
-    count = int(round((stop - start) / step, 6)) + 1
-    return [round(start + i * step, 10) for i in range(count)]
+        raise ValueError(f"{flag}: expected START <= STOP and a positive STEP")
+    intervals = round((stop - start) / step, 6)
+    if not intervals < MAX_ALPHAS:  # also for inf: 1e308 wide
+        raise ValueError(f"{flag}: expected at most {MAX_ALPHAS} alphas; use a larger STEP")
+    values = [round(start + i * step, 10) for i in range(int(intervals) + 1)]
+    warn_extrapolation(flag, values)
+    return values
 
 
 def interpolate(a: StateDict, b: StateDict, alpha: float) -> StateDict:
@@ -116,7 +147,7 @@ def sweep(
     wb: StateDict,
 ) -> None:
     """Score every alpha of ``values`` on ``--gt``; write the table, plot and crop grid."""
-    device = torch.device(args.device)
+    device = scoring_device(args.device)
     module.to(device)
     options = folder_set(args.gt, args.lq, name=args.gt.name)
     sets = [(options, val_loader(options, description.scale))]
@@ -130,8 +161,11 @@ def sweep(
             if len(truth) <= index:
                 truth.append(centre(sample["hq"]))
 
-    candidates = [Candidate(alpha, "", partial(interpolate, wa, wb, alpha)) for alpha in values]
-    rows = score_candidates(module, description, candidates, sets, metrics, "alphas", keep)
+    def load(alpha: float, into: nn.Module) -> None:
+        into.load_state_dict(interpolate(wa, wb, alpha))
+
+    candidates = [Candidate(alpha, "", partial(load, alpha)) for alpha in values]
+    rows = score_candidates(module, description, candidates, sets, metrics, "alphas", keep, args.tile)
     write_results(rows, metrics, args.out, "interpolation", "alpha")
     crops["HR"] = truth
     write_image(args.out / "crops.png", crop_grid(crops))

@@ -63,10 +63,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.count < 1:
         raise ValueError(f"--count: expected a positive number of patches, got {args.count}")
-    config = load_config(args.opt, args.overrides)
+    if args.step < 0:
+        raise ValueError(f"--step: expected a training step of 0 or more, got {args.step}")
+    # The preview reads only datasets.train.dataroot: a pretrained model the run will make, or a
+    # validation folder not there yet, is no reason to refuse.
+    config = load_config(args.opt, args.overrides, check_paths=False)
     data = config.datasets.train
     if data is None or data.degradation is None:
         raise OptionError("datasets.train.degradation", f"{args.opt} has none to preview")
+    if not data.dataroot.exists():
+        raise OptionError("datasets.train.dataroot", f"path does not exist: {data.dataroot}", args.opt)
     seed = config.train.manual_seed if config.train is not None else 0
     dataset = build_dataset(data, config.scale)
     # The pool only swaps whole samples between steps: the preview shows the pipeline's own output.

@@ -14,17 +14,21 @@ from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
-import torch
-
 from ..inference.scoring import val_loader
 from ..inference.sweeps import Candidate, score_candidates, write_results
-from ..networks import build_network, read_state_dict
+from ..networks import build_network, load_into
 from ..options.loader import load_config
 from ..training.experiment import ExperimentDirs
 from ..training.state import saved_models
 from ..training.validation import validation_sets
 from .common import exit_with
-from .scoring import add_scoring_arguments, build_metrics, metric_options
+from .scoring import (
+    add_scoring_arguments,
+    build_metrics,
+    check_scoring_arguments,
+    metric_options,
+    scoring_device,
+)
 
 log = logging.getLogger("esrforge")
 
@@ -40,7 +44,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--every", type=int, default=1, help="score every N-th checkpoint (the last always)")
     parser.add_argument("--out", type=Path, help="folder of the results (default: <experiment>/sweep)")
     add_scoring_arguments(parser, None)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.every < 1:
+        raise ValueError(f"--every: expected 1 or more, got {args.every}")
+    args.out = args.out or args.experiment / "sweep"
+    check_scoring_arguments(args, args.out)
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -61,19 +70,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise FileNotFoundError(
             f"{dirs.models}: no <step>_{missing[0]}.pth (saved tags: {', '.join(models) or 'none'})"
         )
-    device = torch.device(args.device)
+    device = scoring_device(args.device)
     sets = [(val, val_loader(val, config.scale)) for val in validation_sets(config, dirs, device)]
     options = metric_options(args.metrics) if args.metrics else config.validation.metrics
     metrics = build_metrics(options, config.scale, device)
-    module = build_network(config.networks.generator).to(device)
+    generator = config.networks.generator
+    module = build_network(generator).to(device)
     candidates = []
     for tag in tags:
         saved = models[tag]
-        chosen = saved[:: max(args.every, 1)] + ([saved[-1]] if (len(saved) - 1) % max(args.every, 1) else [])
-        candidates += [Candidate(step, tag, partial(read_state_dict, path)) for step, path in chosen]
-    description = config.networks.generator.describe()
-    rows = score_candidates(module, description, candidates, sets, metrics, "checkpoints")
-    write_results(rows, metrics, args.out or dirs.root / "sweep", "checkpoints", "step")
+        chosen = saved[:: args.every] + ([saved[-1]] if (len(saved) - 1) % args.every else [])
+        candidates += [
+            Candidate(step, tag, partial(load_into, options=generator, path=path)) for step, path in chosen
+        ]
+    rows = score_candidates(
+        module, generator.describe(), candidates, sets, metrics, "checkpoints", tile=args.tile
+    )
+    write_results(rows, metrics, args.out, "checkpoints", "step")
     return 0
 
 

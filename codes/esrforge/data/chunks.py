@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ..fields import option, require
+from ..fields import OptionError, option, require
 from ..fileio import atomic_write_bytes, remove_temporaries
 from .imageio import list_images, to_uint8, write_image
 from .imresize import imresize
@@ -228,6 +228,7 @@ def run_chunking(
     if options.lr_output is not None:
         options = replace(options, lr_output=options.lr_output.resolve())
     outputs = [output] + ([options.lr_output] if options.lr_output else [])
+    _check_folders(inputs, output, options.lr_output)
     sources = find_sources(inputs, exclude=outputs)
     for folder in outputs:
         remove_temporaries(folder)
@@ -254,11 +255,30 @@ def run_chunking(
     finally:
         journal.close()
     entries = [entry for task in tasks for entry in results.get(str(task.source), [])]
+    if not entries:
+        raise ValueError(
+            f"no image could be chunked ({len(summary.skipped)} skipped, e.g. {summary.skipped[0]}); "
+            f"{output} was not written"
+        )
     write_manifest(output / MANIFEST_NAME, entries)
     journal.close(remove=True)
     summary.chunks = len(entries)
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _check_folders(inputs: list[Path], output: Path, lr_output: Path | None) -> None:
+    """The output folders must be folders (or not exist yet), differ, and not hold an input folder."""
+    if lr_output == output:
+        raise ValueError(f"--lr-output {lr_output}: must differ from --output (the HR chunks go there)")
+    for flag, folder in (("--output", output), ("--lr-output", lr_output)):
+        if folder is None:
+            continue
+        if folder.exists() and not folder.is_dir():
+            raise ValueError(f"{flag} {folder}: expected a folder, found a file")
+        for source in inputs:
+            if source.resolve().is_relative_to(folder):
+                raise ValueError(f"{flag} {folder}: is the input folder {source} or holds it; choose another")
 
 
 def _previous_records(manifest: Path, journal: Journal) -> dict[str, list[ManifestEntry]]:
@@ -337,20 +357,24 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point; returns the exit code (1 when no image could be chunked)."""
+    """Command-line entry point; a run that chunks no image at all raises (exit code 2)."""
     args = _parser().parse_args(argv)
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers: expected 1 or more, got {args.workers}")
-    options = ChunkOptions(
-        crop_size=args.crop_size,
-        step=args.step,
-        thresh_size=args.thresh_size,
-        format=args.format,
-        quality=args.quality,
-        scale=args.scale,
-        lr_output=args.lr_output,
-        overwrite=args.overwrite,
-    )
+    try:
+        options = ChunkOptions(
+            crop_size=args.crop_size,
+            step=args.step,
+            thresh_size=args.thresh_size,
+            format=args.format,
+            quality=args.quality,
+            scale=args.scale,
+            lr_output=args.lr_output,
+            overwrite=args.overwrite,
+        )
+    except OptionError as err:
+        err.key = "--" + err.key.replace("_", "-")  # the flag, not the option's field name
+        raise
     summary = run_chunking(args.input, args.output, options, workers=args.workers)
     log.info("%s", summary.line())
-    return 1 if summary.skipped and not summary.chunks else 0
+    return 0

@@ -9,7 +9,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -20,7 +20,7 @@ from tqdm import tqdm
 from ..data.base import ValDatasetOptions
 from ..fileio import atomic_write_text
 from ..metrics.base import Metric
-from ..networks.base import Description, StateDict
+from ..networks.base import Description
 from ..plots import Series, plot_panels
 from .compare import column, row
 from .scoring import means, score_set
@@ -30,11 +30,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Candidate:
-    """One set of weights to score: its position on the plot's x axis, and the line it belongs to."""
+    """One set of weights to score: its position on the plot's x axis, the line it belongs to, and what puts
+    its weights into the network (ValueError or OSError naming the file when they do not fit or read)."""
 
     x: float
     series: str
-    weights: Callable[[], StateDict]
+    load: Callable[[nn.Module], object]
 
     @property
     def label(self) -> str:
@@ -61,22 +62,32 @@ def score_candidates(
     metrics: Sequence[Metric[Any]],
     what: str,
     on_output: OnOutput | None = None,
+    tile: Literal["auto"] | int | None = None,
 ) -> list[Row]:
-    """Load each candidate into ``module`` and score it on every set (``on_output`` sees the first set's outputs)."""
+    """Load each candidate into ``module`` and score it on every set (``on_output`` sees the first set's outputs).
+
+    ``tile``: None uses each set's ``tile_size``, 0 whole images. A candidate that does not load is skipped
+    with a warning; ValueError when none does.
+    """
     rows = []
     for candidate in tqdm(candidates, desc=what, unit=what.rstrip("s"), disable=None):
-        module.load_state_dict(candidate.weights())
+        try:
+            candidate.load(module)
+        except (ValueError, OSError) as error:
+            log.warning("skipped %s: %s", candidate.label, " ".join(str(error).split()))
+            continue
         scores = {}
         for index, (options, loader) in enumerate(sets):
             hook = None
             if on_output is not None and index == 0:
                 hook = lambda i, sample, sr, c=candidate: on_output(c, i, sample, sr)  # noqa: E731
-            sums = score_set(
-                module, loader, metrics, description, options.tile_size, options.label, True, hook
-            )
+            set_tile = options.tile_size if tile is None else tile or None
+            sums = score_set(module, loader, metrics, description, set_tile, options.label, True, hook)
             scores[options.label] = means(sums, metrics)
         rows.append(Row(candidate, scores))
         log.info("%s: %s", candidate.label, line(scores))
+    if not rows:
+        raise ValueError(f"none of the {len(candidates)} {what} could be loaded (see the warnings above)")
     return rows
 
 

@@ -10,12 +10,13 @@ Usage (from the repository root)::
   rounded to 8 bits (how the published bicubic baselines are made).
 * ``--sr DIR``: an SR file belongs to the GT file with the same stem, or to the GT whose stem followed by
   ``_`` starts the SR stem (``baby_x4.png``, ``baby_SR.png``, ``baby_ESRGAN_x4.png`` all match ``baby.png``;
-  the longest such GT stem wins). GT is cropped top-left to the SR image's size (which must not be larger).
+  the longest such GT stem wins). GT is cropped top-left to the SR image's size, which must not be larger,
+  nor smaller by more than ``scale - 1`` pixels (what cropping GT to a multiple of the scale removes).
 * Single-channel GT is scored on its grey channel for both Y and RGB; a 3-channel SR image of a grey GT is
   converted to grey first (BT.601 luma, ``cv2`` RGB2GRAY). Alpha channels are ignored; 16-bit images
   are converted to 8 bits.
 
-Exit codes: 0 success, 1 unreadable or mismatched image, 2 bad arguments or missing folder.
+Exit codes: 0 success, 2 bad arguments, missing folder, or an unreadable or mismatched image (one line).
 """
 
 from __future__ import annotations
@@ -32,11 +33,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from ..data.imageio import list_images, read_image, to_uint8
 from ..data.imresize import imresize, mod_crop
 from ..fileio import atomic_write_text
-from ..logs import setup_logging
 from .psnr_ssim import calculate_psnr, calculate_ssim
 
 logger = logging.getLogger(__name__)
@@ -112,6 +113,11 @@ def align_to_gt(
         raise ValueError(
             f"SR image {sr_path} ({width}x{height}) is larger than GT {gt_path} ({gt_width}x{gt_height})"
         )
+    if gt_height - height >= scale or gt_width - width >= scale:
+        raise ValueError(
+            f"SR image {sr_path} ({width}x{height}) is smaller than GT {gt_path} ({gt_width}x{gt_height}) "
+            f"by more than the {scale - 1} px that cropping to a multiple of the scale {scale} removes"
+        )
     if (height, width) != (gt_height - gt_height % scale, gt_width - gt_width % scale):
         logger.warning(
             "SR image %s (%dx%d) is not its GT cropped to a multiple of %d", sr_path, width, height, scale
@@ -131,7 +137,7 @@ def evaluate_folder(gt_dir: Path, sr_dir: Path | None, scale: int, crop_border: 
         raise ValueError(f"no images in GT folder {gt_dir}")
     pairs = match_sr_files(gt_files, list_images(sr_dir)) if sr_dir is not None else None
     scores = []
-    for gt_path in gt_files:
+    for gt_path in tqdm(gt_files, desc="evaluate", unit="img", disable=None):
         gt = load_for_scoring(gt_path)
         if pairs is None:
             sr, gt = _bicubic_pair(gt, gt_path, scale)
@@ -191,26 +197,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the evaluation CLI; returns the exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run the evaluation CLI (under :func:`~esrforge.cli.common.exit_with`: a ValueError is one line, exit 2);
+    the table goes to standard output."""
+    args = build_parser().parse_args(argv)
     if args.scale < 1:
-        parser.error(f"--scale must be a positive integer, got {args.scale}")
+        raise ValueError(f"--scale: expected a positive integer, got {args.scale}")
     crop_border = args.scale if args.crop_border is None else args.crop_border
     if crop_border < 0:
-        parser.error(f"--crop-border must be 0 or more, got {crop_border}")
-    setup_logging()
+        raise ValueError(f"--crop-border: expected 0 or more pixels, got {crop_border}")
     for flag, folder in (("--gt", args.gt), ("--sr", args.sr)):
         if folder is not None and not folder.is_dir():
-            sys.stderr.write(f"evaluate: error: {flag} folder not found: {folder}\n")
-            return 2
-    try:
-        scores = evaluate_folder(args.gt, args.sr, args.scale, crop_border)
-        sys.stdout.write(format_table(scores))
-        if args.csv is not None:
-            write_csv(args.csv, scores)
-            logger.info("wrote %s", args.csv)
-    except (ValueError, OSError) as exc:
-        sys.stderr.write(f"evaluate: error: {exc}\n")
-        return 1
+            raise ValueError(f"{flag} {folder}: folder not found")
+    if args.csv is not None and args.csv.is_dir():
+        raise ValueError(f"--csv {args.csv}: is a folder; expected the name of a CSV file")
+    scores = evaluate_folder(args.gt, args.sr, args.scale, crop_border)
+    sys.stdout.write(format_table(scores))
+    if args.csv is not None:
+        write_csv(args.csv, scores)
+        logger.info("wrote %s", args.csv)
     return 0

@@ -163,11 +163,19 @@ def detect(state_dict: StateDict) -> ImageModelDescriptor[Any]:
         descriptor = ModelLoader().load_from_state_dict(dict(state_dict))
     except UnsupportedModelError:
         raise ValueError("spandrel does not recognise the architecture") from None
+    except Exception as err:  # an architecture matched but its loader failed: a missing tensor, a bad shape
+        raise ValueError(f"spandrel could not load it: {_summary(err)}") from None
     if not isinstance(descriptor, ImageModelDescriptor):
         raise ValueError(
             f"a {descriptor.purpose} model ({descriptor.architecture.name}); esrforge runs image-to-image models"
         )
     return descriptor
+
+
+def _summary(err: Exception, limit: int = 200) -> str:
+    """``err`` in one line of at most about ``limit`` characters (torch lists every mismatched tensor)."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= limit else f"{text[:limit]} ..."
 
 
 def description_of(descriptor: ImageModelDescriptor[Any]) -> Description:
