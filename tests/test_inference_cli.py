@@ -316,3 +316,36 @@ def test_compiled_inference_matches_eager_and_compiles_per_shape_not_per_tile(
     for output in (tmp_path / "eager").glob("*.png"):
         eager, compiled = read_image(output), read_image(tmp_path / "compiled" / output.name)
         assert np.abs(eager.astype(int) - compiled.astype(int)).max() <= 1, output.name
+
+
+def test_an_output_that_is_a_file_or_holds_every_input_is_refused(tmp_path, checkpoint, images, logs):
+    image = images / "a.png"
+    assert run("--model", checkpoint, "--input", image, "--output", image) == 2
+    assert f"{image}: the output is a file; expected a folder for the upscaled images" in logs.text
+    assert run("--model", checkpoint, "--input", images, "--output", images / "sub", "--recursive") == 0
+    only = tmp_path / "only"  # its one image lies in the output folder: earlier results are not inputs
+    write_image(only / "out" / "b.png", np.zeros((8, 8, 3), np.uint8))
+    assert run("--model", checkpoint, "--input", only, "--output", only / "out", "--recursive") == 2
+    assert f"{only}: every image is in the output folder {only / 'out'}; choose another one" in logs.text
+
+
+def test_an_image_that_cannot_be_scored_is_still_written(tmp_path, checkpoint, logs):
+    lr, gt = tmp_path / "lr", tmp_path / "gt"
+    write_image(lr / "small.png", np.zeros((3, 5, 3), np.uint8))  # too small for SSIM once cropped
+    write_image(gt / "small.png", np.zeros((12, 20, 3), np.uint8))
+    write_image(lr / "fine.png", np.zeros((10, 10, 3), np.uint8))
+    write_image(gt / "fine.png", np.zeros((40, 40, 3), np.uint8))
+    out = tmp_path / "out"
+    assert run("--model", checkpoint, "--input", lr, "--gt", gt, "--output", out) == 0
+    assert read_image(out / "small_x4.png").shape == (12, 20, 3)
+    assert f"{lr / 'small.png'}: upscaled but not scored: " in logs.text
+    assert set(read_scores(out / "metrics.csv")) == {"fine.png", "mean"}
+
+
+def test_transparency_written_to_jpeg_is_dropped_with_a_warning(tmp_path, checkpoint, logs):
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[..., 3] = 128
+    write_image(tmp_path / "in" / "t.png", rgba)
+    assert run("--model", checkpoint, "--input", tmp_path / "in", "-o", tmp_path / "out", "--ext", "jpg") == 0
+    assert "stores no transparency; the alpha channel is dropped (--ext png keeps it)" in logs.text
+    assert read_image(tmp_path / "out" / "t_x4.jpg").shape == (32, 32, 3)

@@ -144,6 +144,46 @@ def test_out_of_range_value_from_post_init(write, raw):
     assert error_of(write(raw)).key == "train.losses[0].weight"
 
 
+@pytest.mark.parametrize(
+    "override",
+    [
+        "train.grad_clip=0",
+        "train.grad_clip=-1",
+        "train.lr_G=.inf",
+        "train.betas_D=[0.9, 1.5]",
+        "train.weight_decay_G=-1",
+        "train.manual_seed=-1",
+        "train.manual_seed=99999999999999999999999",
+    ],
+)
+def test_optimiser_values_that_would_stall_or_reverse_training_are_refused(write, raw, override):
+    key = override.split("=")[0]
+    assert error_of(write(raw), (override,)).key == key
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("train.restart_periods=[0]", "train.restart_periods"),
+        ("train.restart_weights=[-1]", "train.restart_weights"),
+        ("train.eta_min=-1e-3", "train.eta_min"),
+    ],
+)
+def test_cosine_schedule_values_are_checked(write, raw, override, key):
+    cosine = ("train.lr_scheme=CosineAnnealingRestartLR", "train.restart_periods=[10]")
+    assert error_of(write(raw), (*cosine, override)).key == key
+
+
+def test_every_step_needs_an_active_generator_loss(write, raw):
+    path = write(raw)
+    err = error_of(path, ("train.losses[0].before=5", "train.losses[1].after=6"))
+    assert err.key == "train.losses" and "none is at steps 5-5" in err.message
+    assert (
+        "none is at steps 0-4"
+        in error_of(path, ("train.losses[0].after=100", "train.losses[1].after=100")).message
+    )
+
+
 def test_bad_literal_suggests(write, raw):
     raw["train"]["losses"][1]["gan_type"] = "raggan"
     err = error_of(write(raw))

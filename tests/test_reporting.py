@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -41,3 +42,12 @@ def test_each_panel_gets_its_share_of_the_picture(
     layout = grid_layout(rows, columns)
     assert 0 < layout["left"] < layout["right"] < 1 and 0 < layout["bottom"] < layout["top"] < 1
     assert layout["wspace"] > 0 and layout["hspace"] > 0
+
+
+def test_the_progress_bar_stays_out_of_redirected_output(monkeypatch):
+    """``train.py > out.log``: no bar frames in the file (tqdm draws only on a terminal)."""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    assert Reporter(None, True, 0, 10).bar.disable
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert not Reporter(None, True, 0, 10).bar.disable
+    assert Reporter(None, False, 0, 10).bar.disable  # the other processes of a multi-GPU run

@@ -8,15 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from esrforge.cli.common import run_program
 from esrforge.cli.train import main
 from esrforge.data.imageio import write_image
 from esrforge.fields.errors import OptionError
+from esrforge.losses.schedule import phases
 from esrforge.options.loader import load_config
 from esrforge.training.experiment import prepare_experiment, resume_path
-from esrforge.training.schedule import phases
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -126,10 +127,26 @@ def test_experiment_folder_is_never_overwritten(config_file):
         assert (dirs.root / sub).is_dir()
     frozen = list(dirs.root.glob("config_*.yml"))
     assert len(frozen) == 1 and load_config(frozen[0]) == config
+    prepare_experiment(config, resuming=False)  # nothing saved yet (a start that failed): reused
+    (dirs.models / "10_G.pth").write_bytes(b"")
     with pytest.raises(OptionError, match="already exists"):
         prepare_experiment(config, resuming=False)
     prepare_experiment(config, resuming=False, archive=True)
     assert len(list(dirs.root.parent.glob("tiny_archived_*"))) == 1
+
+
+def test_archive_starts_afresh_also_with_resume_state_auto(config_file, caplog):
+    caplog.set_level("INFO", logger="esrforge")
+    args = ["-opt", str(config_file), "--set", "train.niter=2", "path.resume_state=auto"]
+    assert run_program(lambda: main(args)) == 0
+    assert (
+        run_program(lambda: main([*args[:-2], "train.niter=3", "path.resume_state=auto", "--archive"])) == 0
+    )
+    assert "resumed from" not in caplog.text
+    experiments = config_file.parent / "experiments"
+    archived = list(experiments.glob("tiny_archived_*"))
+    assert len(archived) == 1 and (archived[0] / "models" / "2_G.pth").is_file()
+    assert sorted(p.name for p in (experiments / "tiny" / "training_state").iterdir()) == ["3.state"]
 
 
 def test_resume_auto_picks_newest_complete_state(config_file):
@@ -150,3 +167,39 @@ def test_phases_of_the_recipe():
     table = phases(config.train.losses, config.train.niter)
     assert [(p.start, p.end) for p in table] == [(0, 100000), (100000, 500000)]
     assert table[0].active == (0,) and table[1].active == (0, 1, 2, 3, 4)
+
+
+def test_a_resume_that_does_not_fit_the_config_is_one_line_and_optimiser_settings_follow_it(
+    config_file, caplog
+):
+    caplog.set_level("INFO", logger="esrforge")
+    args = ["-opt", str(config_file), "--set", "path.resume_state=auto"]
+    assert run_program(lambda: main([*args, "train.niter=2"])) == 0
+    run = config_file.parent / "experiments" / "tiny"
+    assert run_program(lambda: main([*args, "train.niter=3", "networks.generator.nb=2"])) == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and errors[0].startswith(
+        f"{run / 'training_state' / '2.state'}: its G network does"
+    )
+    assert "the networks changed since it was saved" in errors[0]
+    model = run / "models" / "2_G.pth"
+    assert run_program(lambda: main([*args[:-1], f"path.resume_state={model}", "train.niter=3"])) == 2
+    assert f"{model}: not a training state (no step, networks, optimizers)" in caplog.text
+    changed = ["train.niter=3", "train.betas_G=[0.5, 0.9]", "train.weight_decay_G=0.01"]
+    assert run_program(lambda: main([*args, *changed])) == 0
+    assert (
+        "G: Adam betas (0.5, 0.9), weight decay 0.01 from the config (saved: (0.9, 0.99), 0)" in caplog.text
+    )
+    state = torch.load(run / "training_state" / "3.state", weights_only=True)
+    group = state["optimizers"]["G"]["param_groups"][0]
+    assert tuple(group["betas"]) == (0.5, 0.9) and group["weight_decay"] == 0.01
+
+
+def test_the_inference_compile_key_in_a_training_config_is_pointed_out(config_file, caplog):
+    caplog.set_level("INFO", logger="esrforge")
+    assert run_program(lambda: main(["-opt", str(config_file), "--dry-run", "--set", "compile=true"])) == 0
+    assert (
+        "compile: true is for test.py and process_video.py; training compiles with train.compile"
+        in caplog.text
+    )
+    assert "torch.compile off" in caplog.text

@@ -203,10 +203,16 @@ def test_a_run_stopped_before_its_first_checkpoint_starts_again_with_auto(tmp_pa
     folder = tmp_path / "experiments" / "run"
     (folder / "training_state").mkdir(parents=True)
     (folder / "train.log").write_text("INFO a run that was killed at step 1\n")
-    assert run_program(lambda: main([*args, "path.resume_state=~"])) == 2  # not asked to continue: refused
     assert run_program(lambda: main([*args, "path.resume_state=auto"])) == 0
-    assert "training starts at the beginning" in (folder / "train.log").read_text()
+    log = (folder / "train.log").read_text()
+    assert "killed at step 1" in log and "training starts at the beginning" in log
     assert (folder / "models" / "2_G.pth").is_file()
+    # Without auto, a folder that holds a model is refused; one whose start failed before any is reused.
+    assert run_program(lambda: main([*args, "path.resume_state=~"])) == 2
+    for saved in [*(folder / "models").iterdir(), *(folder / "training_state").iterdir()]:
+        saved.unlink()
+    assert run_program(lambda: main([*args, "path.resume_state=~"])) == 0
+    assert "killed at step 1" in (folder / "train.log").read_text()
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -16,6 +17,7 @@ from conftest import AUTO_PRECISION, CUDA, REPO, force_autocast, tensors_equal, 
 from esrforge.cli.common import run_program
 from esrforge.cli.train import main
 from esrforge.data.datasets import HRPatchDataset
+from esrforge.data.imageio import write_image
 from esrforge.inference.scoring import val_loader
 from esrforge.losses.pixel import PixelLoss
 from esrforge.networks import RRDBNet, RRDBNetOptions
@@ -63,6 +65,29 @@ def test_images_that_vanish_mid_run_keep_the_steps_done_and_end_in_one_line(tmp_
     assert "draws in a row found no usable image" in caplog.text
     states = tmp_path / "experiments" / "run" / "training_state"
     assert [p.name for p in states.iterdir()] == ["2.state"]
+
+
+def test_a_bad_validation_image_keeps_the_steps_done_and_ends_in_one_line(tmp_path, logs):
+    config = tiny_gan_config(tmp_path, niter=6)
+    write_image(tmp_path / "val" / "tiny.png", np.zeros((3, 3, 3), np.uint8))  # smaller than the scale
+    overrides = [f"datasets.val.dataroot={tmp_path / 'val'}", "train.val_freq=2"]
+    overrides += ["logger.save_checkpoint_freq=100", "path.resume_state=auto"]
+    assert run_program(lambda: main(["-opt", str(config), "--set", *overrides])) == 1
+    errors = [r.getMessage() for r in logs.records if r.levelname == "ERROR"]
+    assert errors == [
+        f"validation at step 2 failed: {tmp_path / 'val' / 'tiny.png'}: 3x3 is smaller than the scale 4; the "
+        "checkpoint of step 2 is saved: mend datasets.val (or set train.val_freq: 0) and run again to resume"
+    ]
+    run = tmp_path / "experiments" / "run"
+    assert [p.name for p in (run / "training_state").iterdir()] == ["2.state"]
+    write_image(tmp_path / "val" / "tiny.png", np.zeros((8, 8, 3), np.uint8))  # no room for the crop border
+    assert run_program(lambda: main(["-opt", str(config), "--set", *overrides])) == 1
+    assert (
+        "validation at step 4 failed: validation val: tiny: psnr_y: crop_border 4 does not fit" in logs.text
+    )
+    write_image(tmp_path / "val" / "tiny.png", np.zeros((32, 32, 3), np.uint8))
+    assert run_program(lambda: main(["-opt", str(config), "--set", *overrides])) == 0
+    assert "resumed from" in logs.text and (run / "models" / "6_G.pth").is_file()
 
 
 def test_out_of_memory_stops_with_advice(tmp_path, monkeypatch, caplog):

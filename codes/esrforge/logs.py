@@ -1,4 +1,4 @@
-"""Logging set-up shared by the command-line programs."""
+"""Logging set-up shared by the command-line programs, and messages made fit for one log line."""
 
 from __future__ import annotations
 
@@ -64,3 +64,13 @@ def setup_logging(log_file: Path | None = None, verbose: bool = False) -> loggin
         handler._esrforge_file = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
     return logger
+
+
+def original_message(text: str) -> str:
+    """An exception's message without the traceback a DataLoader worker wraps it in ("Caught ValueError in
+    DataLoader worker process 0. Original Traceback ...": its last line holds the original message)."""
+    if "Original Traceback" not in text:
+        return text
+    last = text.strip().splitlines()[-1]
+    name, colon, message = last.partition(": ")
+    return message.strip() if colon and " " not in name else last

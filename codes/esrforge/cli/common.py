@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 
 from ..fields.errors import OptionError
-from ..logs import LOGGER_NAME, setup_logging
+from ..logs import LOGGER_NAME, original_message, setup_logging
 
 USER_ERRORS: tuple[type[BaseException], ...] = (OptionError, OSError, ValueError)
 """Problems with a user's input: config, files, images, checkpoints."""
@@ -37,7 +37,7 @@ def run_program(main: Callable[[], int | None]) -> int:
 
 
 def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split())
+    text = " ".join(original_message(str(err)).split())
     if isinstance(err, OSError) and err.filename is not None and str(err.filename) not in text:
         text = f"{err.filename}: {text}"
     return text or type(err).__name__

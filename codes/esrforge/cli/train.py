@@ -13,6 +13,7 @@ from ..devices import select_device
 from ..fields.errors import OptionError
 from ..logs import setup_logging
 from ..losses import build_loss
+from ..losses.schedule import describe_schedule
 from ..metrics import build_metric
 from ..options.loader import load_config
 from ..options.schema import Config, TrainSection
@@ -21,7 +22,6 @@ from ..training.compiled import compile_wanted, describe_compile, graphs_wanted
 from ..training.distributed import DistributedContext
 from ..training.experiment import ExperimentDirs, prepare_experiment, resume_path
 from ..training.precision import Precision
-from ..training.schedule import describe_schedule
 from ..training.trainer import Trainer, TrainingStopped
 from .common import add_overrides_argument, exit_with
 
@@ -40,7 +40,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="check the config, build everything it describes, print a summary",
     )
     parser.add_argument(
-        "--archive", action="store_true", help="move an existing experiment folder aside instead of refusing"
+        "--archive",
+        action="store_true",
+        help="move an existing experiment folder aside and start afresh (also with path.resume_state: auto)",
     )
     return parser.parse_args(argv)
 
@@ -51,6 +53,8 @@ def train_section(config: Config) -> TrainSection:
         raise OptionError("train", "missing required section for train.py")
     if config.datasets.train is None:
         raise OptionError("datasets.train", "missing required section for train.py")
+    if config.compile and config.train.compile is not True:
+        log.warning("compile: true is for test.py and process_video.py; training compiles with train.compile")
     return config.train
 
 
@@ -63,10 +67,10 @@ def summarise(config: Config) -> None:
         log.info("would resume from %s", resume)
     elif train.start_step:
         log.info("would start at step %d of the schedule with fresh optimisers", train.start_step)
-    elif ExperimentDirs(config.experiment_dir).root.exists():
+    elif (dirs := ExperimentDirs(config.experiment_dir)).root.exists():
         log.info(
             "the experiment folder exists without a training state: a run would start at the beginning in it"
-            if config.path.resume_state == "auto"
+            if config.path.resume_state == "auto" or not dirs.holds_work()
             else "the experiment folder exists: a run would refuse it (use --archive or path.resume_state: auto)"
         )
     device = select_device(config.gpu_ids)
@@ -115,11 +119,11 @@ def summarise(config: Config) -> None:
 def train(config: Config, archive: bool) -> int:
     """Train ``config`` in its experiment folder (under torchrun: one process per GPU)."""
     with DistributedContext.from_env(config.gpu_ids) as dist:
-        resume = resume_path(config)
+        resume = None if archive else resume_path(config)  # --archive: a fresh run beside the old one
         dirs = ExperimentDirs(config.experiment_dir)
         if dist.is_main:
             # With resume_state: auto, a folder whose run was stopped before its first checkpoint is reused.
-            continuing = resume is not None or config.path.resume_state == "auto"
+            continuing = not archive and (resume is not None or config.path.resume_state == "auto")
             dirs = prepare_experiment(config, resuming=continuing, archive=archive)
             setup_logging(dirs.log_file)
             if resume is None and continuing and dirs.log_file.stat().st_size:
@@ -129,6 +133,8 @@ def train(config: Config, archive: bool) -> int:
             Trainer(config, dirs, resume, dist).run()
         except TrainingStopped as err:
             log.error("%s", err)
+            if err.__cause__ is not None:  # shown with ESRFORGE_DEBUG=1
+                log.debug("the run stopped on", exc_info=err.__cause__)
             return 1
     return 0
 

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..logs import original_message
 from .base import DATASETS, TrainDatasetOptions, ValDatasetOptions
 from .imageio import read_image, round_to_dtype, to_float
 from .imresize import imresize
@@ -35,9 +36,7 @@ class UnusableDataError(ValueError):
     """
 
     def __str__(self) -> str:
-        text = super().__str__()
-        marker = f"{type(self).__module__}.{type(self).__qualname__}: "
-        return text.rsplit(marker, 1)[-1].strip() if marker in text else text
+        return original_message(super().__str__())
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:

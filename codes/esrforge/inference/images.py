@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 AlphaUpsampler = Literal["bicubic", "model"]
 EIGHT_BIT_FORMATS = (".jpg", ".jpeg", ".webp")
+OPAQUE_FORMATS = (".jpg", ".jpeg")
 DTYPES = {np.dtype(np.uint8): torch.uint8, np.dtype(np.uint16): torch.uint16}
 """The integer image types inference reads and writes, and their tensor dtypes."""
 
@@ -130,8 +131,16 @@ def compose(rgb: np.ndarray, alpha: np.ndarray | None, grey: bool) -> np.ndarray
 
 
 def write_output(path: Path, image: np.ndarray) -> None:
-    """Write atomically; a 16-bit image going to an 8-bit-only format is converted (with a warning)."""
+    """Write atomically; a 16-bit image going to an 8-bit-only format is converted, and the alpha plane
+    dropped for a format without one (each with a warning)."""
     if image.dtype == np.uint16 and path.suffix.lower() in EIGHT_BIT_FORMATS:
         log.warning("%s: %s stores 8 bits per channel; the 16-bit result is rounded", path, path.suffix)
         image = to_uint8(image)
+    if image.ndim == 3 and image.shape[2] == 4 and path.suffix.lower() in OPAQUE_FORMATS:
+        log.warning(
+            "%s: %s stores no transparency; the alpha channel is dropped (--ext png keeps it)",
+            path,
+            path.suffix,
+        )
+        image = np.ascontiguousarray(image[:, :, :3])
     write_image(path, image)

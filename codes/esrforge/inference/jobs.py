@@ -63,10 +63,14 @@ def plan_jobs(
     Sources whose outputs would share a name (``photo.jpg`` and ``photo.png``) keep their extension in
     it (``photo.jpg_x4.png``, ``photo.png_x4.png``), so every image is upscaled and none overwritten.
     """
+    if out_dir.is_file():
+        raise ValueError(f"{out_dir}: the output is a file; expected a folder for the upscaled images")
     inputs, base = find_inputs(root, recursive)
     results = out_dir.resolve()
     if results != base.resolve():  # earlier results in a sub-folder of a recursive input are not inputs
         inputs = [p for p in inputs if not p.resolve().is_relative_to(results)]
+        if not inputs:
+            raise ValueError(f"{root}: every image is in the output folder {out_dir}; choose another one")
     protected = {p.resolve(): p for p in inputs}
     relatives = [source.relative_to(base) for source in inputs]
     plain = [(out_dir / output_name(r, suffix, ext)).resolve() for r in relatives]

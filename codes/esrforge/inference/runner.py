@@ -188,16 +188,21 @@ class ImageProcessor:
         gt: InputImage | None = None
         if self.downscale_gt:
             image, gt = downscale_input(image, self.scale)
-        elif job.gt is not None:
-            gt = read_input(job.gt)
         output = self.upscale_image(image)
-        if gt is None:
+        if gt is None and job.gt is None:
             return output, None
-        sr = to_uint8(compose(output[:, :, :3], None, image.grey) if output.ndim == 3 else output)
-        reference = to_uint8(compose(gt.rgb, None, gt.grey))
-        sr, reference = align_to_gt(sr, reference, job.output, job.gt or job.source, self.scale)
-        crop = self.scale if self.crop_border is None else self.crop_border
-        return output, score_pair(job.name, sr, reference, crop)
+        try:  # an image that cannot be scored is still written
+            if gt is None:
+                assert job.gt is not None
+                gt = read_input(job.gt)
+            sr = to_uint8(compose(output[:, :, :3], None, image.grey) if output.ndim == 3 else output)
+            reference = to_uint8(compose(gt.rgb, None, gt.grey))
+            sr, reference = align_to_gt(sr, reference, job.output, job.gt or job.source, self.scale)
+            crop = self.scale if self.crop_border is None else self.crop_border
+            return output, score_pair(job.name, sr, reference, crop)
+        except IMAGE_ERRORS as err:
+            log.warning("%s: upscaled but not scored: %s", job.source, " ".join(str(err).split()))
+            return output, None
 
 
 class BackgroundWriter:

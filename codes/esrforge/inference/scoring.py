@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -15,7 +15,7 @@ from ..data.base import ValDatasetOptions, build_dataset
 from ..data.loader import make_val_loader
 from ..metrics.base import Metric
 from ..networks.base import Description
-from .tiling import upscale
+from .tiling import TileOptions, Upscaler
 
 OnImage = Callable[[int, dict[str, Any], Tensor], None]
 """Called with the image's index in the loader, its sample (lq, hq, name) and the [0, 1] output."""
@@ -41,25 +41,30 @@ def score_set(
     loader: DataLoader[Any],
     metrics: Sequence[Metric[Any]],
     description: Description,
-    tile: int | None,
+    tile: Literal["auto"] | int | None,
     label: str = "validation",
     progress: bool = True,
     on_image: OnImage | None = None,
 ) -> Tensor:
     """Sums of each metric over the loader's images, then the image count: float64 on the model's device.
 
+    ``tile``: a size, auto (the largest that fits, found on the first image) or None (whole images).
     The model is run in eval mode (and put back as it was); ``on_image`` sees every output.
     """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
+    upscaler = Upscaler(model, TileOptions(tile_size=tile), description=description)
     sums = torch.zeros(len(metrics) + 1, dtype=torch.float64, device=device)
     bar = tqdm(loader, desc=label, leave=False, unit="img", disable=None if progress else True)
     for index, sample in enumerate(bar):
         lq, hq = sample["lq"].to(device), sample["hq"].to(device)
-        sr = upscale(model, lq, tile=tile, description=description).float().clamp(0, 1)
+        sr = upscaler(lq[0]).to(device)[None].clamp(0, 1)
         scored = (luma(sr), hq[:, :1]) if bool(sample["grey"].all()) else (sr, hq)
-        values = [metric(*scored).sum() for metric in metrics]
+        try:
+            values = [metric(*scored).sum() for metric in metrics]
+        except ValueError as error:  # e.g. too small for a metric's crop border or window
+            raise ValueError(f"{label}: {', '.join(sample['name'])}: {error}") from None
         sums += torch.stack([*values, torch.tensor(float(len(sr)), dtype=torch.float64, device=device)])
         if on_image is not None:
             on_image(index, sample, sr)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-from ..losses.base import LossOptions
+from .base import LossOptions
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import importlib.util
 from typing import TYPE_CHECKING
 
 from ..fields.errors import OptionError, OptionValueError
+from ..losses.schedule import phases
 
 if TYPE_CHECKING:
     from .schema import Config
@@ -66,6 +67,14 @@ def check_config(config: Config) -> None:
         if not gans:
             raise OptionError(
                 f"train.losses[{i}]", "a discriminator-side loss needs a gan loss in train.losses"
+            )
+    losses = config.train.losses
+    for phase in phases(losses, config.train.niter):
+        if all(losses[i].type in DISCRIMINATOR_LOSS_TYPES for i in phase.active):
+            raise OptionError(
+                "train.losses",
+                f"expected a generator loss active at every step; none is at steps {phase.start}-{phase.end - 1} "
+                "(see each loss's after and before)",
             )
     _check_patch_geometry(config)
 

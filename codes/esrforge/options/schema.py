@@ -7,6 +7,7 @@ the folder that holds the config file.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -137,8 +138,19 @@ class TrainSection:
             self.start_step,
         )
         require(self.val_freq >= 0, "val_freq", "0 or a positive number of steps", self.val_freq)
-        require(self.lr_G > 0, "lr_G", "a positive learning rate", self.lr_G)
-        require(self.lr_D > 0, "lr_D", "a positive learning rate", self.lr_D)
+        require(0 <= self.manual_seed < 2**63, "manual_seed", "a seed in [0, 2**63)", self.manual_seed)
+        for net in ("G", "D"):
+            lr, betas = getattr(self, f"lr_{net}"), getattr(self, f"betas_{net}")
+            require(0 < lr < math.inf, f"lr_{net}", "a positive, finite learning rate", lr)
+            require(all(0 <= b < 1 for b in betas), f"betas_{net}", "two betas in [0, 1)", list(betas))
+            decay = getattr(self, f"weight_decay_{net}")
+            require(0 <= decay < math.inf, f"weight_decay_{net}", "0 or a positive weight decay", decay)
+        require(
+            self.grad_clip is None or 0 < self.grad_clip < math.inf,
+            "grad_clip",
+            "a positive gradient norm, or null for none",
+            self.grad_clip,
+        )
         require(
             self.lr_steps == sorted(self.lr_steps), "lr_steps", "steps in increasing order", self.lr_steps
         )
@@ -166,6 +178,19 @@ class TrainSection:
             require(
                 len(self.restart_periods) > 0, "restart_periods", "at least one period", self.restart_periods
             )
+            require(
+                all(period > 0 for period in self.restart_periods),
+                "restart_periods",
+                "positive numbers of steps",
+                self.restart_periods,
+            )
+            require(
+                all(weight > 0 for weight in self.restart_weights),
+                "restart_weights",
+                "positive multipliers",
+                self.restart_weights,
+            )
+            require(0 <= self.eta_min < math.inf, "eta_min", "0 or a positive learning rate", self.eta_min)
             require(
                 len(self.restart_weights) in (0, len(self.restart_periods)),
                 "restart_weights",

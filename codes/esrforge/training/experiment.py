@@ -61,6 +61,11 @@ class ExperimentDirs:
         """wandb's files, and the run id a resumed run continues."""
         return self.root / "wandb"
 
+    def holds_work(self) -> bool:
+        """Whether any model or training state was saved here (a run that stopped before its first
+        checkpoint leaves only its log and config)."""
+        return any(any(folder.iterdir()) for folder in (self.models, self.training_state) if folder.is_dir())
+
     def newest_state(self) -> Path | None:
         """The training state with the highest step, or None (temporary files are ignored)."""
         states = [p for p in self.training_state.glob(f"*{STATE_SUFFIX}") if p.stem.isdigit()]
@@ -82,11 +87,12 @@ def resume_path(config: Config) -> Path | None:
 def prepare_experiment(config: Config, resuming: bool, archive: bool = False) -> ExperimentDirs:
     """Create ``experiments/<name>/`` with its sub-folders and a frozen copy of the resolved config.
 
-    An existing folder is reused only when resuming; with ``archive`` it is renamed to
-    ``<name>_archived_<time>`` first; otherwise it is an error, never an overwrite.
+    An existing folder is reused when resuming, or when no model or training state was saved in it (a
+    start that failed); with ``archive`` it is renamed to ``<name>_archived_<time>`` first; otherwise it
+    is an error, never an overwrite.
     """
     dirs = ExperimentDirs(config.experiment_dir)
-    if dirs.root.exists() and any(dirs.root.iterdir()) and not resuming:
+    if dirs.root.exists() and (dirs.holds_work() or archive) and not resuming:
         if not archive:
             raise OptionError(
                 "name",

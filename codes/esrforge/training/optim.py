@@ -39,6 +39,24 @@ def build_optimizer(
     return Adam(trainable, lr=lr, betas=betas, weight_decay=weight_decay, fused=fused or None)
 
 
+def load_optimizer_state(optimizer: Optimizer, state: dict[str, Any], what: str) -> None:
+    """Restore a saved optimiser state (Adam's moments and step counts), keeping the config's betas and
+    weight decay where they changed since (the learning rate follows the restored schedule)."""
+    configured = [(tuple(group["betas"]), group["weight_decay"]) for group in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, (betas, decay) in zip(optimizer.param_groups, configured, strict=True):
+        saved = (tuple(group["betas"]), group["weight_decay"])
+        if saved != (betas, decay):
+            log.info(
+                "%s: Adam betas %s, weight decay %g from the config (saved: %s, %g)",
+                what,
+                betas,
+                decay,
+                *saved,
+            )
+            group["betas"], group["weight_decay"] = betas, decay
+
+
 class WarmupScheduler(LRScheduler):
     """A closed-form schedule times a linear warm-up over the first ``warmup_iter`` iterations.
 

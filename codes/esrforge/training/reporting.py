@@ -62,7 +62,9 @@ class Reporter:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(log_dir=str(tb_dir))
-        self.bar = tqdm(total=total, initial=start, disable=not enabled, unit="it", dynamic_ncols=True)
+        self.bar = tqdm(
+            total=total, initial=start, disable=None if enabled else True, unit="it", dynamic_ncols=True
+        )
 
     def record(self, values: dict[str, Tensor], data_time: float, iter_time: float) -> None:
         """Add one step's detached scalars and timings."""

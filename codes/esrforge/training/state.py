@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from ..degradations.pipeline import PairPool
 from ..fileio import atomic_write_with
@@ -99,6 +100,18 @@ def save_training_state(dirs: ExperimentDirs, step: int, payload: Mapping[str, A
     return path
 
 
+def load_weights(net: nn.Module, weights: Mapping[str, Any], path: Path, what: str) -> None:
+    """Load ``what``'s weights saved in the state at ``path``; one line when the config's network differs."""
+    try:
+        net.load_state_dict(weights)
+    except RuntimeError as error:
+        detail = next((line.strip() for line in str(error).splitlines()[1:] if line.strip()), str(error))
+        raise ValueError(
+            f"{path}: its {what} does not fit the config's ({detail[:300]}); the networks changed since it was "
+            "saved: start a new run (another name, or --archive)"
+        ) from None
+
+
 def load_training_state(path: Path) -> dict[str, Any]:
     """Read a file written by :func:`save_training_state`, tensors on the CPU."""
     path = Path(path)
@@ -113,6 +126,12 @@ def load_training_state(path: Path) -> dict[str, Any]:
         raise ValueError(f"{path}: not a readable training state, truncated or corrupt ({detail})") from None
     if not isinstance(state, dict):
         raise ValueError(f"{path}: not a training state (holds a {type(state).__name__}, not a dict)")
+    missing = [key for key in ("step", "networks", "optimizers") if key not in state]
+    if missing:
+        raise ValueError(
+            f"{path}: not a training state (no {', '.join(missing)}); path.resume_state takes a "
+            "training_state/<step>.state file, path.pretrain_model_generator a model"
+        )
     return state
 
 

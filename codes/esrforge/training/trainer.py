@@ -21,7 +21,9 @@ from ..data.datasets import UnusableDataError
 from ..data.loader import make_train_loader
 from ..degradations.pipeline import Degrader, UsmOptions
 from ..fileio import DiskFullError, free_bytes
+from ..logs import original_message
 from ..losses.base import build_loss
+from ..losses.schedule import describe_schedule, phases
 from ..networks.base import NetworkOptions
 from ..networks.checkpoint import load_into
 from ..options.schema import Config
@@ -32,14 +34,14 @@ from .distributed import DistributedContext
 from .ema import ModelEMA
 from .experiment import ExperimentDirs
 from .guard import SkipGuard, TrainingStopped
-from .optim import build_optimizer, build_scheduler
+from .optim import build_optimizer, build_scheduler, load_optimizer_state
 from .precision import Precision, configure_backends, to_channels_last
 from .reporting import Reporter, make_reporter
-from .schedule import describe_schedule, phases
 from .state import (
     gather_pools,
     load_pool,
     load_training_state,
+    load_weights,
     prune_checkpoints,
     save_models,
     save_training_state,
@@ -219,8 +221,8 @@ class Trainer:
         for key, trained in self._trained().items():
             if key not in state["networks"]:
                 raise ValueError(f"{path}: the training state has no {key} network")
-            trained.net.load_state_dict(state["networks"][key])
-            trained.optimizer.load_state_dict(state["optimizers"][key])
+            load_weights(trained.net, state["networks"][key], path, f"{key} network")
+            load_optimizer_state(trained.optimizer, state["optimizers"][key], f"{path}: {key}")
             trained.scaler.load_state_dict(state["scalers"][key])
             self.schedulers[key].load_state_dict(state["schedulers"][key])
         if self.ema is not None:
@@ -389,7 +391,14 @@ class Trainer:
             and (step % train.val_freq == 0 or step == train.niter)
         ):  # before saving: the state of this step then holds its best models and scores
             model = self.ema.module if self.ema is not None else self.nets.generator.net
-            self.validator.run(model, step, reporter)
+            try:
+                self.validator.run(model, step, reporter)
+            except Exception as err:  # the networks are fine: keep the steps since the last checkpoint
+                self._save_unless_saved(collective=False)
+                raise TrainingStopped(
+                    f"validation at step {step} failed: {original_message(str(err))}; the checkpoint of step "
+                    f"{step} is saved: mend datasets.val (or set train.val_freq: 0) and run again to resume"
+                ) from err
             reporter.plot()
         if step % logger.save_checkpoint_freq == 0:
             self.save()
