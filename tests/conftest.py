@@ -7,9 +7,12 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Sequence
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import av
 import numpy as np
 import pytest
 import torch
@@ -17,6 +20,7 @@ import torchvision
 import yaml
 
 from esrforge.data.imageio import write_image
+from esrforge.networks import RRDBNet, RRDBNetOptions
 from esrforge.training.curves import History
 from esrforge.training.precision import Precision
 
@@ -240,3 +244,98 @@ def compare_runs(straight: Path, resumed: Path, step: int) -> None:
 
     assert history(straight) == history(resumed) and history(straight)[1]
     assert (resumed / "curves.png").is_file()
+
+
+# --- video ---------------------------------------------------------------------------------------
+
+PTS_MS = [0, 40, 80, 150, 200, 300, 340, 380, 460, 500, 520, 600]
+"""Variable frame rate: 12 frames over 0.64 s."""
+SAMPLE_RATE = 48000
+
+
+def frame_pattern(index: int, width: int, height: int) -> np.ndarray:
+    """A gradient with a square that moves one step per frame."""
+    y, x = np.mgrid[:height, :width]
+    image = np.stack([x * 255 // width, y * 255 // height, np.full_like(x, index * 20)], axis=2)
+    image[2 * index : 2 * index + 6, 2 * index : 2 * index + 8] = 255
+    return image.astype(np.uint8)
+
+
+def make_video(
+    path: Path,
+    width: int = 32,
+    height: int = 24,
+    audio: bool = True,
+    subtitles: bool = False,
+    pts_ms: Sequence[int] = PTS_MS,
+    display: tuple[float, bool] | None = None,
+) -> Path:
+    """12 VFR frames (h264) at ``pts_ms``, optionally a 0.64 s sine in AAC, two SubRip subtitles and two
+    chapters, and a display matrix (``display``: degrees counter-clockwise, mirrored)."""
+    ms = Fraction(1, 1000)
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=25, options={"crf": "10"})
+        video.width, video.height, video.pix_fmt = width, height, "yuv444p"
+        video.codec_context.time_base = ms
+        if display is not None:
+            video.set_display_rotation(display[0], hflip=display[1])
+        packets = []
+        for index, pts in enumerate(pts_ms):
+            frame = av.VideoFrame.from_ndarray(frame_pattern(index, width, height), format="rgb24")
+            frame.pts, frame.time_base = pts, ms
+            packets += video.encode(frame)
+        packets += video.encode(None)
+        if audio:
+            sound = container.add_stream("aac", rate=SAMPLE_RATE, layout="mono")
+            tone = 0.3 * np.sin(2 * np.pi * 440 * np.arange(int(SAMPLE_RATE * 0.64)) / SAMPLE_RATE)
+            for start in range(0, len(tone), 1024):
+                chunk = av.AudioFrame.from_ndarray(
+                    tone[None, start : start + 1024].astype(np.float32), "fltp", "mono"
+                )
+                chunk.sample_rate, chunk.pts, chunk.time_base = SAMPLE_RATE, start, Fraction(1, SAMPLE_RATE)
+                packets += sound.encode(chunk)
+            packets += sound.encode(None)
+        if subtitles:
+            chapter = {"id": 1, "start": 0, "end": 300, "time_base": ms, "metadata": {"title": "One"}}
+            container.set_chapters(
+                [chapter, {**chapter, "id": 2, "start": 300, "end": 640, "metadata": {"title": "Two"}}]
+            )
+            text = container.add_mux_stream("subrip")
+            text.metadata["language"] = "fra"
+            for pts, line in ((50, b"Bonjour"), (400, b"Au revoir")):
+                packet = av.Packet(line)
+                packet.pts = packet.dts = pts
+                packet.duration, packet.time_base, packet.stream = 100, ms, text
+                packets.append(packet)
+        for packet in sorted(packets, key=lambda p: float((p.dts or 0) * p.time_base)):
+            container.mux(packet)
+    return path
+
+
+def frame_times(path: Path) -> list[float]:
+    with av.open(str(path)) as container:
+        return [round(float(f.time), 6) for f in container.decode(video=0)]
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny networks gain nothing from threads, and OpenMP spinning stalls them on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def x2_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny x2 RRDBNet state dict, for the video tests."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "tiny_x2.pth"
+    torch.save(RRDBNet(RRDBNetOptions(nf=8, nb=1, gc=4, scale=2)).state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 12-frame VFR h264 clip with AAC audio (:func:`make_video`)."""
+    return make_video(tmp_path_factory.mktemp("clip") / "clip.mp4")

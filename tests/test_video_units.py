@@ -12,7 +12,7 @@ import pytest
 
 from esrforge.fields.errors import OptionError
 from esrforge.video.encode import ReorderDepth, even_size, pixel_depth
-from esrforge.video.mux import with_decode_times
+from esrforge.video.mux import ending_with_the_frames, with_decode_times
 from esrforge.video.options import EncodeOptions, parse_bitrate, video_config_from_data
 from esrforge.video.prefetch import prefetch
 from esrforge.video.segments import Progress, SegmentRecord
@@ -50,6 +50,29 @@ def test_decode_times_without_reordering_are_the_pts():
     assert [p.dts for p in joined] == [0, 10, 25, 40]
 
 
+def mp4_length(joined: list[av.Packet]) -> int:
+    """What an MP4 reader takes for the length: the gaps between decode timestamps, and the last duration."""
+    return joined[-1].dts + joined[-1].duration - joined[0].dts
+
+
+def test_an_mp4_decode_timeline_is_as_long_as_the_frames():
+    # I P B b b in VFR, each packet with its frame's duration (until the next pts; 30 for the last).
+    pts = [0, 40, 20, 10, 30]
+    frames = packets(pts)
+    for packet, duration in zip(frames, [10, 30, 10, 10, 10], strict=True):
+        packet.duration = duration
+    joined = list(ending_with_the_frames(with_decode_times(frames, 2)))
+    assert [p.dts for p in joined] == [-20, -10, 0, 10, 20]
+    assert mp4_length(joined) == 70 == 40 + 30 - 0  # was 20 + 10 + 20: 50
+    assert joined[-1].pts + joined[-1].duration <= 70 and all(p.dts <= p.pts for p in joined)
+
+
+def test_a_cfr_decode_timeline_is_left_as_it_is():
+    joined = list(ending_with_the_frames(with_decode_times(packets([0, 30, 10, 20]), 1)))
+    assert [(p.dts, p.duration) for p in joined] == [(-10, 10), (0, 10), (10, 10), (20, 10)]
+    assert mp4_length(joined) == 40
+
+
 def test_pixel_formats():
     assert pixel_depth("yuv420p") == 8 and pixel_depth("yuv420p10le") == 16 and pixel_depth("bgr0") == 8
     assert even_size("yuv420p", 33, 25) == (34, 26)
@@ -83,7 +106,9 @@ def test_config_errors_name_the_key(tmp_path):
 
 
 def record(index: int) -> SegmentRecord:
-    return SegmentRecord(f"segment_{index:05d}.mp4", index * 5, 5, index * 50, index * 50 + 40, 2)
+    return SegmentRecord(
+        f"segment_{index:05d}.mp4", index * 5, 5, index * 50, index * 50 + 40, index * 50 + 50, 2
+    )
 
 
 def test_progress_resumes_only_the_same_job_and_deletes_only_its_own_files(tmp_path):

@@ -45,6 +45,8 @@ class VideoSpec:
     rate: Fraction
     sample_aspect_ratio: Fraction | None = None
     colour: Colour | None = None
+    display_matrix: tuple[int, ...] | None = None
+    """The source's rotation and flips (see :func:`~esrforge.video.source.display_matrix`)."""
 
 
 def pixel_depth(pix_fmt: str) -> int:
@@ -78,6 +80,8 @@ def add_video_encoder(container: OutputContainer, options: EncodeOptions, spec: 
         context.bit_rate = options.bit_rate
     if spec.sample_aspect_ratio:
         context.sample_aspect_ratio = spec.sample_aspect_ratio
+    if spec.display_matrix is not None:
+        stream.set_display_matrix(spec.display_matrix)
     if spec.colour is not None and not av.VideoFormat(options.pix_fmt).is_rgb:
         context.colorspace, context.color_range = spec.colour.space, spec.colour.range
         context.color_primaries, context.color_trc = spec.colour.primaries, spec.colour.trc
@@ -152,6 +156,8 @@ class EncodedSegment:
     frames: int
     first_pts: int
     last_pts: int
+    end_pts: int
+    """Where its last frame ends (``last_pts`` + that frame's duration)."""
     reorder: int
 
 
@@ -169,7 +175,7 @@ class SegmentEncoder:
         self.size = (spec.width, spec.height)
         self.durations: dict[int, int] = {}
         self.reorder = ReorderDepth()
-        self.frames, self.first_pts, self.last_pts = 0, 0, 0
+        self.frames, self.first_pts, self.last_pts, self.end_pts = 0, 0, 0, 0
 
     def add(self, image: np.ndarray, pts: int, duration: int) -> None:
         """Encode one ``H x W x 3`` RGB frame shown at ``pts`` for ``duration`` ticks."""
@@ -181,7 +187,7 @@ class SegmentEncoder:
         frame.pts, frame.time_base = pts, self.time_base
         self.durations[pts] = duration
         self.first_pts = pts if self.frames == 0 else self.first_pts
-        self.frames, self.last_pts = self.frames + 1, pts
+        self.frames, self.last_pts, self.end_pts = self.frames + 1, pts, pts + duration
         self._mux(self.stream.encode(frame))
 
     def _mux(self, packets: list[av.Packet]) -> None:
@@ -196,7 +202,7 @@ class SegmentEncoder:
         """Flush the encoder and close the file."""
         self._mux(self.stream.encode(None))
         self.container.close()
-        return EncodedSegment(self.frames, self.first_pts, self.last_pts, self.reorder.depth)
+        return EncodedSegment(self.frames, self.first_pts, self.last_pts, self.end_pts, self.reorder.depth)
 
     def close(self) -> None:
         """Close without flushing (after an error)."""

@@ -6,8 +6,10 @@ appears under its name only when complete. Frames keep their timestamps; every f
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
+import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -23,10 +25,10 @@ from ..fields.convert import to_data
 from ..inference.runner import build_upscaler
 from .encode import SegmentEncoder, VideoSpec, check_output, even_size, pixel_depth
 from .mux import copied_streams, join_segments
-from .options import EncodeOptions, VideoConfig
+from .options import EncodeOptions, VideoConfig, VideoFilesSection
 from .prefetch import prefetch
 from .segments import Progress, SegmentRecord, file_identity, partial_path, publish
-from .source import SourceFrame, VideoSource
+from .source import SourceFrame, VideoSource, colour, display_matrix
 from .upscale import FrameUpscaler
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,10 @@ CONTAINERS = {".mkv": "matroska", ".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", "
 KEEP_SUFFIXES = (".mkv", ".mp4", ".m4v", ".mov")
 """Input suffixes a default output name keeps (others get .mkv)."""
 PREFETCH_FRAMES = 8
+
+
+class FrameFailure(ValueError):
+    """The network or the encoder failed on a frame: reported in one line (the cause stays chained)."""
 
 
 def output_path(config: VideoConfig, scale: int) -> Path:
@@ -50,6 +56,27 @@ def output_path(config: VideoConfig, scale: int) -> Path:
     if output.resolve() == source.resolve():
         raise ValueError(f"video.output: {output} is the input; choose another name")
     return output
+
+
+def make_folder(folder: Path, what: str) -> None:
+    """Create ``folder`` (and its parents) before any work is done; one that cannot be fails naming ``what``."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ValueError(f"{what}: {folder} is a file; expected a folder") from None
+    except OSError as err:
+        raise ValueError(f"{what}: cannot create the folder {folder} ({err.strerror})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"{what}: no permission to write in the folder {folder}")
+
+
+def work_folder(files: VideoFilesSection, output: Path) -> Path:
+    """The job's work folder, created with the output's folder (errors name the option that set them)."""
+    named = f"--output (video.output): {output}"
+    make_folder(output.parent, named)
+    work_dir = files.work_dir or output.with_name(f".{output.name}.parts")
+    make_folder(work_dir, "video.work_dir" if files.work_dir else named)
+    return work_dir
 
 
 def fingerprint(config: VideoConfig, scale: int, output: Path) -> dict[str, Any]:
@@ -90,6 +117,7 @@ class OpenSegment:
             encoded.frames,
             encoded.first_pts,
             encoded.last_pts,
+            encoded.end_pts,
             encoded.reorder,
         )
 
@@ -142,10 +170,28 @@ def _batches(frames: Iterable[SourceFrame], size: int) -> Iterator[list[SourceFr
         yield batch
 
 
+@contextlib.contextmanager
+def failing_at(source: Path, step: str) -> Iterator[None]:
+    """A RuntimeError of the network or the encoder (out of memory, a packet without pts) during ``step``
+    becomes a :class:`FrameFailure` naming ``source`` and the step."""
+    try:
+        yield
+    except RuntimeError as err:
+        raise FrameFailure(f"{source}: {step} failed: {err}") from err
+
+
+def _numbers(batch: list[SourceFrame]) -> str:
+    first, last = batch[0].index, batch[-1].index
+    return f"frame {first}" if first == last else f"frames {first}-{last}"
+
+
 def upscale_frames(
     source: VideoSource, upscale: FrameUpscaler, encoding: Encoding, depth: int, show_progress: bool
 ) -> int:
-    """Decode, upscale and encode the frames not done yet; the number of frames processed."""
+    """Decode, upscale and encode the frames not done yet; the number of frames processed.
+
+    The finished segments stay in the work folder when a frame fails, for a rerun to resume after them.
+    """
     done = encoding.progress.frames_done
     bar = tqdm(
         total=source.estimated_frames(),
@@ -159,8 +205,11 @@ def upscale_frames(
     with bar:
         try:
             for batch in _batches(frames, upscale.batch_size):
-                for frame, image in zip(batch, upscale([f.image for f in batch]), strict=True):
-                    encoding.add(frame, image)
+                with failing_at(source.path, f"upscaling {_numbers(batch)}"):
+                    images = upscale([f.image for f in batch])
+                for frame, image in zip(batch, images, strict=True):
+                    with failing_at(source.path, f"encoding frame {frame.index}"):
+                        encoding.add(frame, image)
                     bar.update(1)
                 count += len(batch)
         except BaseException:
@@ -168,13 +217,17 @@ def upscale_frames(
             raise
         finally:
             frames.close()
-    encoding.close(complete=True)
+        with failing_at(source.path, "finishing the last segment"):
+            encoding.close(complete=True)
+        bar.total = bar.n  # the estimate (duration x average rate, for a VFR video) can be off
     return count
 
 
 def run_video(config: VideoConfig, show_progress: bool = True) -> int:
     """Run a whole process_video job; returns the exit code (0)."""
     files = config.video
+    if files.frames_out is not None:
+        make_folder(files.frames_out, "--frames-out (video.frames_out)")
     upscalers = build_upscaler(config, config.inference)
     scale = upscalers.description.scale
     depth = pixel_depth(config.encode.pix_fmt)
@@ -188,8 +241,15 @@ def run_video(config: VideoConfig, show_progress: bool = True) -> int:
             log.warning(
                 "%s needs even sizes: frames are padded to %dx%d", config.encode.pix_fmt, width, height
             )
+        first = source.first_frame()
         spec = VideoSpec(
-            width, height, source.time_base, source.rate, source.sample_aspect_ratio, source.colour()
+            width,
+            height,
+            source.time_base,
+            source.rate,
+            source.sample_aspect_ratio,
+            colour(first),
+            display_matrix(first),
         )
         check_output(format_name, config.encode, spec, copied_streams(source.container))
         log.info(
@@ -197,9 +257,7 @@ def run_video(config: VideoConfig, show_progress: bool = True) -> int:
             files.input, source.width, source.height, width, height, scale,
             config.encode.codec, config.encode.pix_fmt, output,
         )  # fmt: skip
-        progress = Progress.open(
-            files.work_dir or output.with_name(f".{output.name}.parts"), fingerprint(config, scale, output)
-        )
+        progress = Progress.open(work_folder(files, output), fingerprint(config, scale, output))
         encoding = Encoding(
             progress,
             format_name,
@@ -215,9 +273,10 @@ def run_video(config: VideoConfig, show_progress: bool = True) -> int:
     join_segments(
         output,
         format_name,
-        [progress.work_dir / s.file for s in progress.segments],
+        [(progress.work_dir / s.file, s.end_pts * spec.time_base) for s in progress.segments],
         depth_of_b_frames,
         files.input,
+        spec.rate,
     )
     total = progress.frames_done
     if not files.keep_segments:

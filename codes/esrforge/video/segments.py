@@ -24,7 +24,7 @@ from ..fileio import atomic_write_text, fsync_dir
 log = logging.getLogger(__name__)
 
 PROGRESS = "progress.json"
-VERSION = 1
+VERSION = 2
 PARTIAL = ".partial"
 OWN_FILES = re.compile(r"^\.?segment_\d{5}(\.partial)?\.\w+$|^\.progress\.json\..*\.tmp$")
 """The files of ours a work folder may hold besides progress.json (only these are ever deleted)."""
@@ -77,6 +77,8 @@ class SegmentRecord:
     frames: int
     first_pts: int
     last_pts: int
+    end_pts: int
+    """Where its last frame ends (for the duration of a joined MP4)."""
     reorder: int
     """B-frame reordering depth of its packets (for the decode timestamps of the joined stream)."""
 

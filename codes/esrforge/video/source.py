@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Generator, Iterator
+import struct
+from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
+from typing import cast
 
 import av
 import numpy as np
 from av.container import InputContainer
+from av.sidedata.sidedata import SideData
 from av.stream import Disposition
 from av.video.frame import VideoFrame
 from av.video.stream import VideoStream
@@ -56,6 +59,18 @@ def open_input(path: Path) -> InputContainer:
         container.close()
         raise ValueError(f"{path}: a still image, not a video; upscale images with test.py")
     return container
+
+
+def colour(frame: VideoFrame) -> Colour:
+    """The colour description of ``frame``."""
+    return Colour(frame.colorspace, frame.color_range, frame.color_primaries, frame.color_trc)
+
+
+def display_matrix(frame: VideoFrame) -> tuple[int, ...] | None:
+    """How players turn and mirror ``frame`` to show it (FFmpeg's 3x3 display matrix, 9 int32); None when
+    the stream has none. Frames are decoded as stored, so the output must carry the same matrix."""
+    data = cast(Mapping[str, SideData], frame.side_data).get("DISPLAYMATRIX")  # the stubs list fewer
+    return None if data is None else struct.unpack("=9i", bytes(data))
 
 
 def video_stream(container: InputContainer, path: Path) -> VideoStream:
@@ -119,13 +134,13 @@ class VideoSource:
             seconds = Fraction(self.container.duration, av.time_base)
         return None if seconds is None else round(seconds * self.rate)
 
-    def colour(self) -> Colour:
-        """The colour description of the stream, from its first frame (read through a second handle)."""
+    def first_frame(self) -> VideoFrame:
+        """The first frame (read through a second handle): it tells the colours and the display matrix."""
         with VideoSource(self.path) as probe:
             frame = next(probe._decoded(), None)
         if frame is None:
             raise ValueError(f"{self.path}: the video stream has no frames")
-        return Colour(frame.colorspace, frame.color_range, frame.color_primaries, frame.color_trc)
+        return frame
 
     def _decoded(self) -> Iterator[VideoFrame]:
         try:
