@@ -68,6 +68,21 @@ def test_manifest_patches_have_the_right_shape_and_range(manifest):
         assert tensor.dtype == torch.float32 and tensor.min() >= 0 and tensor.max() <= 1
 
 
+def test_a_folder_of_chunks_is_read_through_its_manifest_and_so_is_a_validation_set(manifest):
+    chunks = manifest.parent
+    cv2.imwrite(str(chunks / "stray.png"), noise(16, 16))  # not a chunk: the manifest leaves it out
+    listed = len(manifest.read_text().splitlines())
+    assert len(HRPatchDataset(train_options(chunks), scale=2)) == listed
+    val = FullImageDataset(ValDatasetOptions(type="FullImageDataset", dataroot=manifest), scale=2)
+    assert len(val) == listed
+
+
+def test_a_dataroot_file_that_is_no_manifest_is_named(tmp_path):
+    image = folder_of(tmp_path, "src", {"a.png": noise(16, 16)}) / "a.png"
+    with pytest.raises(ValueError, match=f"{image}: not a chunk manifest"):
+        HRPatchDataset(train_options(image), scale=2)
+
+
 def test_on_the_fly_lr_is_imresize_of_the_augmented_hq(manifest):
     dataset = HRPatchDataset(train_options(manifest), scale=2)
     for index, epoch in itertools.product(range(len(dataset)), range(3)):

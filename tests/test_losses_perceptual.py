@@ -92,6 +92,29 @@ def test_weights_path(tmp_path):
         PerceptualLoss(PerceptualOptions(type="perceptual", weights_path=tmp_path / "missing.pth"))
 
 
+def test_weights_that_are_not_vgg19_or_not_readable_are_one_line(tmp_path, monkeypatch):
+    wrong, torn = tmp_path / "wrong.pth", tmp_path / "torn.pth"
+    torch.save({"features.0.weight": torch.randn(8, 3, 3, 3)}, wrong)
+    torch.save({"features.0.weight": torch.randn(64, 3, 3, 3)}, torn)
+    torn.write_bytes(torn.read_bytes()[:300])
+    one_conv = {"layer_weights": {"conv1_1": 1.0}}
+    with pytest.raises(
+        ValueError, match=f"perceptual loss: {wrong} does not hold torchvision's vgg19 weights"
+    ):
+        PerceptualLoss(PerceptualOptions(type="perceptual", weights_path=wrong, **one_conv))
+    with pytest.raises(ValueError, match=f"weights_path {torn} is not a readable PyTorch file") as info:
+        PerceptualLoss(PerceptualOptions(type="perceptual", weights_path=torn, **one_conv))
+    assert "\n" not in str(info.value)
+    # an interrupted download left a torn file in torchvision's cache
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    cached = tmp_path / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(torn.read_bytes())
+    with pytest.raises(ValueError, match=r"the cached vgg19 weights .* are unreadable") as info:
+        PerceptualLoss(PerceptualOptions(type="perceptual"))
+    assert str(cached) in str(info.value) and "Delete the file" in str(info.value)
+
+
 def test_offline_error_names_url_and_target(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
 

@@ -184,6 +184,14 @@ def test_every_step_needs_an_active_generator_loss(write, raw):
     )
 
 
+def test_a_generator_is_not_taken_as_the_discriminator(write, raw):
+    raw["networks"]["discriminator"] = {"type": "RRDBNet", "nf": 8, "nb": 1, "gc": 4}
+    err = error_of(write(raw))
+    assert (
+        err.key == "networks.discriminator.type" and "got RRDBNet, a x4 3 -> 3 channel network" in err.message
+    )
+
+
 def test_bad_literal_suggests(write, raw):
     raw["train"]["losses"][1]["gan_type"] = "raggan"
     err = error_of(write(raw))

@@ -114,6 +114,11 @@ def test_corrupt_state_is_a_one_line_error(dirs: ExperimentDirs, damage: str) ->
     with pytest.raises(ValueError, match="not a readable training state") as error:
         load_training_state(path)
     assert str(path) in str(error.value) and "\n" not in str(error.value)
+    assert "resumes from the one before" not in str(error.value)
+    for step in (4, 8):  # earlier states: the error names the newest of them
+        save_training_state(dirs, step, payload(step))
+    with pytest.raises(ValueError, match=f"path.resume_state: {dirs.training_state / '8.state'} resumes"):
+        load_training_state(path)
     with pytest.raises(FileNotFoundError, match="no such training state"):
         load_training_state(dirs.training_state / "99.state")
 

@@ -7,6 +7,7 @@ file to fetch and where to put it.
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -18,6 +19,16 @@ from torch import nn
 # inference or a run without perceptual losses needs none.
 
 
+UNREADABLE = (pickle.UnpicklingError, RuntimeError, EOFError, ValueError)
+"""What torch.load raises for a file that is not (or no longer) a whole checkpoint."""
+
+
+def _first_line(error: BaseException, skip: int = 0) -> str:
+    """The first non-empty line of ``error``'s message after ``skip`` lines (torch's headers)."""
+    lines = str(error).splitlines()[skip:]
+    return next((line.strip() for line in lines if line.strip()), type(error).__name__)
+
+
 def imagenet_state_dict(arch: str, weights_path: Path | None, who: str) -> dict[str, Any]:
     """The ImageNet state dict of torchvision's ``arch`` (e.g. vgg19) from ``weights_path`` or the cache.
 
@@ -26,18 +37,28 @@ def imagenet_state_dict(arch: str, weights_path: Path | None, who: str) -> dict[
     if weights_path is not None:
         if not weights_path.is_file():
             raise FileNotFoundError(f"{who}: weights_path {weights_path} does not exist")
-        state: dict[str, Any] = torch.load(weights_path, map_location="cpu", weights_only=True)
+        try:
+            state: dict[str, Any] = torch.load(weights_path, map_location="cpu", weights_only=True)
+        except UNREADABLE as err:
+            raise ValueError(
+                f"{who}: weights_path {weights_path} is not a readable PyTorch file ({_first_line(err)})"
+            ) from None
         return state
     import torchvision
 
     weights = torchvision.models.get_model_weights(arch).IMAGENET1K_V1
+    target = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name
     try:
-        return dict(weights.get_state_dict(progress=False))
+        return dict(weights.get_state_dict(progress=True))
     except OSError as err:  # URLError and socket errors when offline
-        target = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name
         raise FileNotFoundError(
             f"{who}: cannot download the {arch} weights ({err}); download {weights.url} "
             f"and save it as {target}, or set weights_path to a local copy"
+        ) from None
+    except UNREADABLE as err:
+        raise ValueError(
+            f"{who}: the cached {arch} weights {target} are unreadable ({_first_line(err)}), an interrupted "
+            f"download? Delete the file and run again online, or save {weights.url} there"
         ) from None
 
 
@@ -59,7 +80,14 @@ def imagenet_features(
         prefix = "features."
         state = {k.removeprefix(prefix): v for k, v in imagenet_state_dict(arch, weights_path, who).items()}
         wanted = set(layers.state_dict())
-        layers.load_state_dict({k: v for k, v in state.items() if k in wanted}, strict=True, assign=True)
+        try:
+            layers.load_state_dict({k: v for k, v in state.items() if k in wanted}, strict=True, assign=True)
+        except RuntimeError as err:
+            source = weights_path or "torchvision's cache"
+            detail = _first_line(ValueError("\n".join(str(err).splitlines()[1:])))
+            raise ValueError(
+                f"{who}: {source} does not hold torchvision's {arch} weights ({detail})"
+            ) from None
     else:
         layers.to_empty(device="cpu")
         for module in layers.modules():

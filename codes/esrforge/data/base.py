@@ -22,7 +22,10 @@ class DatasetOptions:
 
     type: str = option(doc="registered dataset class, e.g. HRPatchDataset or FullImageDataset")
     name: str = option("", doc="label used in logs and validation folders")
-    dataroot: InputPath = option(doc="folder of HR images, or a chunk manifest written by extract_subimages")
+    dataroot: InputPath = option(
+        doc="folder of HR images (read through its manifest.jsonl where extract_subimages wrote one), or a "
+        "chunk manifest"
+    )
     dataroot_lq: InputPath | None = option(
         None, doc="folder of matching LR images; null: LR is made from HR by MATLAB bicubic"
     )

@@ -20,7 +20,7 @@ from .base import DATASETS, TrainDatasetOptions, ValDatasetOptions
 from .imageio import read_image, round_to_dtype, to_float
 from .imresize import imresize
 from .loader import SampleKey
-from .sources import ImageItem, check_lr_size, load_items, pair_with_lr, read_rgb, scan_folder, to_rgb
+from .sources import ImageItem, check_lr_size, load_items, pair_with_lr, read_rgb, to_rgb
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +198,7 @@ class FullImageDataset(Dataset[ValSample]):
     def __init__(self, options: ValDatasetOptions, scale: int) -> None:
         self.options = options
         self.scale = scale
-        items: list[ImageItem] = scan_folder(options.dataroot)[: options.max_images]
+        items: list[ImageItem] = load_items(options.dataroot)[: options.max_images]
         if options.dataroot_lq is not None:
             items = pair_with_lr(items, options.dataroot_lq)
         if not items:

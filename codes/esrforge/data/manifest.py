@@ -79,14 +79,19 @@ def write_manifest(path: Path, entries: Iterable[ManifestEntry]) -> None:
 def read_manifest(path: Path) -> list[ManifestEntry]:
     """Read a manifest; a bad line raises ValueError naming the file and line number."""
     entries = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                entries.append(ManifestEntry.from_dict(json.loads(line)))
-            except ValueError as err:
-                raise ValueError(f"{path} line {number}: not a chunk manifest line: {err}") from None
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise ValueError(
+            f"{path}: not a chunk manifest (a {MANIFEST_NAME} of JSON lines); expected it or a folder of images"
+        ) from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            entries.append(ManifestEntry.from_dict(json.loads(line)))
+        except ValueError as err:
+            raise ValueError(f"{path} line {number}: not a chunk manifest line: {err}") from None
     return entries
 
 

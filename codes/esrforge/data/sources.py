@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .imageio import list_images, read_image
-from .manifest import read_manifest
+from .manifest import MANIFEST_NAME, read_manifest
 
 
 def to_rgb(image: np.ndarray, source: str | os.PathLike[str] = "image") -> np.ndarray:
@@ -56,14 +56,16 @@ def scan_folder(root: Path) -> list[ImageItem]:
 
 
 def load_items(dataroot: Path) -> list[ImageItem]:
-    """Items from a chunk manifest (a file) or from a recursive folder scan (a folder)."""
-    if dataroot.is_file():
-        base = dataroot.parent
-        return [
-            ImageItem(base / e.chunk, Path(e.chunk).with_suffix("").as_posix(), (e.box[2], e.box[3]))
-            for e in read_manifest(dataroot)
-        ]
-    return scan_folder(dataroot)
+    """Items from a chunk manifest (the file, or the ``manifest.jsonl`` of a folder of chunks) or else from
+    a recursive folder scan."""
+    manifest = dataroot / MANIFEST_NAME if dataroot.is_dir() else dataroot
+    if not manifest.is_file():
+        return scan_folder(dataroot)
+    base = manifest.parent
+    return [
+        ImageItem(base / e.chunk, Path(e.chunk).with_suffix("").as_posix(), (e.box[2], e.box[3]))
+        for e in read_manifest(manifest)
+    ]
 
 
 def pair_with_lr(items: list[ImageItem], lr_root: Path) -> list[ImageItem]:

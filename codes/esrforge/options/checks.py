@@ -52,6 +52,15 @@ def check_config(config: Config) -> None:
         raise OptionError(
             "logger.wandb", "needs the wandb package: pip install wandb (or null to log without it)"
         )
+    discriminator = config.networks.discriminator
+    if discriminator is not None:
+        described = discriminator.describe()
+        if (described.scale, described.out_channels) != (1, 1):
+            raise OptionError(
+                "networks.discriminator.type",
+                f"expected a discriminator (one logit channel), got {discriminator.type}, a "
+                f"x{described.scale} {described.in_channels} -> {described.out_channels} channel network",
+            )
     if config.train is None:
         return
     gans = _losses_of(config, GAN_TYPES)

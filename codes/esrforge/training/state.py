@@ -123,7 +123,13 @@ def load_training_state(path: Path) -> dict[str, Any]:
         detail = next(
             (line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__
         )
-        raise ValueError(f"{path}: not a readable training state, truncated or corrupt ({detail})") from None
+        steps = [int(p.stem) for p in path.parent.glob(f"*{STATE_SUFFIX}") if p.stem.isdigit()]
+        earlier = sorted(step for step in steps if path.stem.isdigit() and step < int(path.stem))
+        before = path.with_name(f"{earlier[-1]}{STATE_SUFFIX}") if earlier else None
+        hint = f"; path.resume_state: {before} resumes from the one before" if before is not None else ""
+        raise ValueError(
+            f"{path}: not a readable training state, truncated or corrupt ({detail}){hint}"
+        ) from None
     if not isinstance(state, dict):
         raise ValueError(f"{path}: not a training state (holds a {type(state).__name__}, not a dict)")
     missing = [key for key in ("step", "networks", "optimizers") if key not in state]
