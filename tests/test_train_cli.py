@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -176,13 +177,21 @@ def test_a_resume_that_does_not_fit_the_config_is_one_line_and_optimiser_setting
     args = ["-opt", str(config_file), "--set", "path.resume_state=auto"]
     assert run_program(lambda: main([*args, "train.niter=2"])) == 0
     run = config_file.parent / "experiments" / "tiny"
-    assert run_program(lambda: main([*args, "train.niter=3", "networks.generator.nb=2"])) == 2
-    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
-    assert len(errors) == 1 and errors[0].startswith(
-        f"{run / 'training_state' / '2.state'}: its G network does"
-    )
-    assert "the networks changed since it was saved" in errors[0]
+    state = run / "training_state" / "2.state"
+    for dry in ([], ["--dry-run"]):  # a dry run loads the state as the run would
+        caplog.clear()
+        argv = [*args, "train.niter=3", "networks.generator.nb=2", *dry]
+        assert run_program(partial(main, argv)) == 2
+        errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+        assert len(errors) == 1 and errors[0].startswith(f"{state}: checkpoint does not fit RRDBNet: "), (
+            errors
+        )
+        assert "missing keys (" in errors[0] and "(G network); the networks changed since it was" in errors[0]
+    # and the weights a run starts from
     model = run / "models" / "2_G.pth"
+    bigger = [f"path.pretrain_model_generator={model}", "networks.generator.nf=16", "--dry-run"]
+    assert run_program(lambda: main(["-opt", str(config_file), "--set", *bigger])) == 2
+    assert f"{model}: checkpoint does not match the RRDBNet options: nf 16 in config, 8" in caplog.text
     assert run_program(lambda: main([*args[:-1], f"path.resume_state={model}", "train.niter=3"])) == 2
     assert f"{model}: not a training state (no step, networks, optimizers)" in caplog.text
     changed = ["train.niter=3", "train.betas_G=[0.5, 0.9]", "train.weight_decay_G=0.01"]

@@ -22,6 +22,7 @@ from ..training.compiled import compile_wanted, describe_compile, graphs_wanted
 from ..training.distributed import DistributedContext
 from ..training.experiment import ExperimentDirs, prepare_experiment, resume_path
 from ..training.precision import Precision
+from ..training.state import load_training_state, load_weights
 from ..training.trainer import Trainer, TrainingStopped
 from .common import add_overrides_argument, exit_with
 
@@ -92,6 +93,11 @@ def summarise(config: Config) -> None:
             config.networks.discriminator.type,
             f"{count_parameters(discriminator):,}",
         )
+    if resume is not None:  # the state must read and fit the networks, as the run will load it
+        state = load_training_state(resume)
+        for key, net in (("G", generator), ("D", discriminator)):
+            if net is not None and key in state["networks"]:
+                load_weights(net, state["networks"][key], resume, f"{key} network")
     for loss in train.losses:
         build_loss(loss)
     for line in describe_schedule(train.losses, train.niter):

@@ -111,7 +111,7 @@ def read_state_dict(path: str | Path, key: str | None = None) -> StateDict:
     return _unwrap(raw, path, key)
 
 
-def _load_checked(model: nn.Module, state_dict: StateDict, path: Path, strict: bool) -> None:
+def load_checked(model: nn.Module, state_dict: StateDict, path: Path, strict: bool) -> None:
     """Load ``state_dict`` into ``model``; one-line errors (strict) or warnings listing what did not fit."""
     own = model.state_dict()
     missing = [k for k in own if k not in state_dict]
@@ -157,7 +157,7 @@ def recognise(state_dict: StateDict, path: Path) -> LoadedNetwork:
                 continue
             options, converted = found
             module = build_network(options)
-            _load_checked(module, converted, path, strict=True)
+            load_checked(module, converted, path, strict=True)
             return LoadedNetwork(module, options, options.describe())
         except ValueError as error:
             problems.append(f"{name}: {str(error).removeprefix(f'{path}: ')}")
@@ -201,5 +201,5 @@ def load_into(
     except ValueError as error:
         message = str(error)
         raise ValueError(message if message.startswith(str(path)) else f"{path}: {message}") from None
-    _load_checked(model, state_dict, path, strict)
+    load_checked(model, state_dict, path, strict)
     return model

@@ -21,6 +21,7 @@ from torch import nn
 
 from ..degradations.pipeline import PairPool
 from ..fileio import atomic_write_with
+from ..networks.checkpoint import load_checked
 from ..networks.saved import save_generator
 from .distributed import DistributedContext
 from .experiment import STATE_SUFFIX, ExperimentDirs
@@ -103,12 +104,11 @@ def save_training_state(dirs: ExperimentDirs, step: int, payload: Mapping[str, A
 def load_weights(net: nn.Module, weights: Mapping[str, Any], path: Path, what: str) -> None:
     """Load ``what``'s weights saved in the state at ``path``; one line when the config's network differs."""
     try:
-        net.load_state_dict(weights)
-    except RuntimeError as error:
-        detail = next((line.strip() for line in str(error).splitlines()[1:] if line.strip()), str(error))
+        load_checked(net, dict(weights), path, strict=True)
+    except ValueError as error:
         raise ValueError(
-            f"{path}: its {what} does not fit the config's ({detail[:300]}); the networks changed since it was "
-            "saved: start a new run (another name, or --archive)"
+            f"{error} ({what}); the networks changed since it was saved: start a new run (another name, or "
+            "--archive)"
         ) from None
 
 

@@ -24,8 +24,6 @@ from ..fileio import DiskFullError, free_bytes
 from ..logs import original_message
 from ..losses.base import build_loss
 from ..losses.schedule import describe_schedule, phases
-from ..networks.base import NetworkOptions
-from ..networks.checkpoint import load_into
 from ..options.schema import Config
 from ..randomness import StepGenerators
 from .build import build_discriminator, build_generator, count_parameters
@@ -167,27 +165,19 @@ class Trainer:
         return nets
 
     def _build_networks(self) -> Networks:
-        config, train, paths = self.config, self.train, self.config.path
+        train = self.train
         assert train is not None
-        g_options = config.networks.generator
-        generator = self._prepare(
-            build_generator(config), g_options, paths.pretrain_model_generator, paths.param_key
-        )
+        generator = self._placed(build_generator(self.config))
         nets = Networks(self._trained_net(generator, train.lr_G, train.betas_G, train.weight_decay_G))
-        discriminator, d_options = build_discriminator(config), config.networks.discriminator
-        if discriminator is not None and d_options is not None:
-            discriminator = self._prepare(discriminator, d_options, paths.pretrain_model_discriminator)
+        discriminator = build_discriminator(self.config)
+        if discriminator is not None:
             nets.discriminator = self._trained_net(
-                discriminator, train.lr_D, train.betas_D, train.weight_decay_D
+                self._placed(discriminator), train.lr_D, train.betas_D, train.weight_decay_D
             )
         return nets
 
-    def _prepare(
-        self, net: nn.Module, options: NetworkOptions, weights: Path | None, key: str | None = None
-    ) -> nn.Module:
-        if weights is not None:
-            load_into(net, options, weights, strict=self.config.path.strict_load, key=key)
-            log.info("loaded %s weights from %s", options.type, weights)
+    def _placed(self, net: nn.Module) -> nn.Module:
+        """``net`` on the device, in the memory format, with the same weights in every process."""
         net = to_channels_last(net.to(self.device), self.config.channels_last)
         self.dist.broadcast_parameters(net)
         return net
