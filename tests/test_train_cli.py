@@ -212,3 +212,11 @@ def test_the_inference_compile_key_in_a_training_config_is_pointed_out(config_fi
         in caplog.text
     )
     assert "torch.compile off" in caplog.text
+
+
+def test_errors_found_after_loading_name_the_config_file(config_file, caplog):
+    raw = yaml.safe_load(config_file.read_text())
+    del raw["train"]
+    config_file.write_text(yaml.safe_dump(raw))
+    assert run_program(lambda: main(["-opt", str(config_file)])) == 2
+    assert f"{config_file}: train: missing required section for train.py" in caplog.text

@@ -148,12 +148,16 @@ def train(config: Config, archive: bool) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     config = load_config(args.opt, args.overrides)
-    if args.dry_run:
-        summarise(config)
-        log.info("dry run: the config is valid and everything it describes was built")
-        return 0
-    train_section(config)
-    return train(config, args.archive)
+    try:
+        if args.dry_run:
+            summarise(config)
+            log.info("dry run: the config is valid and everything it describes was built")
+            return 0
+        train_section(config)
+        return train(config, args.archive)
+    except OptionError as err:  # a key the run found wrong (a missing section, a folder in the way)
+        err.source = err.source or str(args.opt)
+        raise
 
 
 def run() -> None:
