@@ -349,3 +349,15 @@ def test_transparency_written_to_jpeg_is_dropped_with_a_warning(tmp_path, checkp
     assert run("--model", checkpoint, "--input", tmp_path / "in", "-o", tmp_path / "out", "--ext", "jpg") == 0
     assert "stores no transparency; the alpha channel is dropped (--ext png keeps it)" in logs.text
     assert read_image(tmp_path / "out" / "t_x4.jpg").shape == (32, 32, 3)
+
+
+def test_one_ground_truth_image_scores_one_input_image(tmp_path, checkpoint, images, logs):
+    gt = tmp_path / "gt.png"
+    write_image(gt, np.zeros((96, 144, 3), np.uint8))  # a.png is 24x36
+    out = tmp_path / "out"
+    assert run("--model", checkpoint, "--input", images / "a.png", "--gt", gt, "--output", out) == 0
+    assert set(read_scores(out / "metrics.csv")) == {"a.png", "mean"}
+    assert run("--model", checkpoint, "--input", images, "--gt", gt, "--output", out) == 2
+    assert (
+        f"{gt}: the ground truth is one image; expected a folder for the input folder {images}" in logs.text
+    )

@@ -42,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     direct.add_argument("--output", "-o", type=Path, help="output folder (default: results/<model name>)")
     direct.add_argument("--recursive", action="store_true", help="also read sub-folders of --input")
     direct.add_argument(
-        "--gt", type=Path, help="folder of ground-truth images (same names): report PSNR/SSIM"
+        "--gt",
+        type=Path,
+        help="folder of ground-truth images (same names), or one for one input image: report PSNR/SSIM",
     )
     direct.add_argument(
         "--downscale-gt",

@@ -58,13 +58,18 @@ def match_gt(gt_dir: Path, relative: Path) -> Path | None:
 def plan_jobs(
     root: Path, out_dir: Path, suffix: str, ext: str, recursive: bool = False, gt_dir: Path | None = None
 ) -> list[Job]:
-    """The jobs of a run; raises ValueError when an output would replace an input.
+    """The jobs of a run; raises ValueError when an output would replace an input. ``gt_dir`` is a folder
+    of ground-truth images, or one image for one input image.
 
     Sources whose outputs would share a name (``photo.jpg`` and ``photo.png``) keep their extension in
     it (``photo.jpg_x4.png``, ``photo.png_x4.png``), so every image is upscaled and none overwritten.
     """
     if out_dir.is_file():
         raise ValueError(f"{out_dir}: the output is a file; expected a folder for the upscaled images")
+    if gt_dir is not None and gt_dir.is_file() and not root.is_file():
+        raise ValueError(
+            f"{gt_dir}: the ground truth is one image; expected a folder for the input folder {root}"
+        )
     inputs, base = find_inputs(root, recursive)
     results = out_dir.resolve()
     if results != base.resolve():  # earlier results in a sub-folder of a recursive input are not inputs
@@ -87,7 +92,7 @@ def plan_jobs(
         if resolved in taken:
             raise ValueError(f"{taken[resolved]} and {source} would both be written to {output}")
         taken[resolved] = source
-        gt = match_gt(gt_dir, relative) if gt_dir is not None else None
+        gt = None if gt_dir is None else gt_dir if gt_dir.is_file() else match_gt(gt_dir, relative)
         if gt_dir is not None and gt is None:
             log.warning("no ground truth for %s in %s: it is upscaled but not scored", relative, gt_dir)
         jobs.append(Job(relative.as_posix(), source, output, gt, keeps_extension=name in shared))

@@ -34,7 +34,9 @@ class TestDatasetOptions:
     name: str = option("", doc="label used in logs")
     dataroot: InputPath = option(doc="input image or folder of images (LR; the GT images with downscale_gt)")
     dataroot_GT: InputPath | None = option(
-        None, doc="folder of ground-truth images, matched by file name: PSNR/SSIM-Y are reported"
+        None,
+        doc="folder of ground-truth images, matched by file name (or one image for one input image): "
+        "PSNR/SSIM-Y are reported",
     )
     downscale_gt: bool = option(
         False, doc="DLAS mode: dataroot holds GT images and the inputs are their MATLAB bicubic downscales"
