@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Callable
 
 from ..fields.errors import OptionError
@@ -24,6 +25,8 @@ def run_program(main: Callable[[], int | None]) -> int:
     shows debug messages, timestamps and OpenCV's own messages.
     """
     setup_logging(verbose=bool(os.environ.get("ESRFORGE_DEBUG")))
+    # spandrel's Swin-family networks call torch.meshgrid the old way: a notice users cannot act on
+    warnings.filterwarnings("ignore", message="torch.meshgrid: in an upcoming release", category=UserWarning)
     try:
         return main() or 0
     except USER_ERRORS as err:
