@@ -163,6 +163,8 @@ def test_safetensors_round_trip(tmp_path: Path) -> None:
         save_file(d.state_dict(), tmp_path / "d.safetensors")
         fresh = into(cls(options), tmp_path / "d.safetensors")
         assert all(torch.equal(v, fresh.state_dict()[k]) for k, v in d.state_dict().items())
+    renamed = path.rename(tmp_path / "net_g.pth")  # safetensors under a .pth name: read by its content
+    same_output(generator(renamed), net)
 
 
 class Evil:

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from .base import NETWORKS, LoadedNetwork, NetworkOptions, StateDict, build_network
 from .foreign import SpandrelModel, description_of, detect, spandrel_options
 from .layouts import preview
-from .saved import saved_options, strip_prefixes
+from .saved import is_safetensors, saved_options, strip_prefixes
 
 log = logging.getLogger(__name__)
 Net = TypeVar("Net", bound=nn.Module)
@@ -107,7 +107,7 @@ def read_state_dict(path: str | Path, key: str | None = None) -> StateDict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint file not found")
-    raw = _read_safetensors(path) if path.suffix == ".safetensors" else _read_pickle(path)
+    raw = _read_safetensors(path) if is_safetensors(path) else _read_pickle(path)
     return _unwrap(raw, path, key)
 
 

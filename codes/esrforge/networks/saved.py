@@ -69,9 +69,22 @@ def metadata(options: NetworkOptions | None, step: int | None, config: str | Non
     return {PREFIX + k: v for k, v in data.items()}
 
 
+def is_safetensors(path: Path) -> bool:
+    """Whether ``path`` holds safetensors, whatever its name (``.safetensors``, or a ``.pth`` renamed): its
+    8-byte header length is followed by the JSON header."""
+    if path.suffix == ".safetensors":
+        return True
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(9)
+    except OSError:
+        return False
+    return len(head) == 9 and head[8:] == b"{" and int.from_bytes(head[:8], "little") > 1
+
+
 def read_metadata(path: Path) -> dict[str, str]:
-    """The esrforge metadata of a ``.safetensors`` file (without the prefix); empty for other files."""
-    if path.suffix != ".safetensors" or not path.is_file():
+    """The esrforge metadata of a safetensors file (without the prefix); empty for other files."""
+    if not path.is_file() or not is_safetensors(path):
         return {}
     try:
         with safe_open(str(path), framework="pt") as handle:
