@@ -123,8 +123,11 @@ def tiny_realesrgan_config(root: Path, niter: int = 6, name: str = "train_reales
     return path
 
 
-def torchrun(script: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ``script`` in 2 CPU processes (gloo) under torchrun, one thread each; it must succeed."""
+def torchrun(
+    script: Path, *args: str, env: dict[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` in 2 CPU processes (gloo) under torchrun, one thread each; with ``check``, it must
+    succeed."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     environment = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     result = subprocess.run(
@@ -135,7 +138,7 @@ def torchrun(script: Path, *args: str, env: dict[str, str] | None = None) -> sub
         env=environment,
         check=False,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0 or not check, result.stderr[-3000:]
     return result
 
 

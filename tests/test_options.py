@@ -178,6 +178,12 @@ def test_every_step_needs_an_active_generator_loss(write, raw):
     path = write(raw)
     err = error_of(path, ("train.losses[0].before=5", "train.losses[1].after=6"))
     assert err.key == "train.losses" and "none is at steps 5-5" in err.message
+    # steps before train.start_step are never run
+    late = ("train.losses[0].after=5", "train.losses[1].after=5", "train.start_step=5")
+    started = load_config(path, late).train
+    assert started is not None and started.start_step == 5
+    err = error_of(path, ("train.losses[0].after=7", "train.losses[1].after=7", "train.start_step=5"))
+    assert "none is at steps 5-6" in err.message
     assert (
         "none is at steps 0-4"
         in error_of(path, ("train.losses[0].after=100", "train.losses[1].after=100")).message

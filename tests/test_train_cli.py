@@ -129,9 +129,12 @@ def test_experiment_folder_is_never_overwritten(config_file):
     frozen = list(dirs.root.glob("config_*.yml"))
     assert len(frozen) == 1 and load_config(frozen[0]) == config
     prepare_experiment(config, resuming=False)  # nothing saved yet (a start that failed): reused
+    for record in (dirs.tb_logger / "events", dirs.history, dirs.models / "10_G.pth"):
+        record.write_bytes(b"")  # a run that trained here, even one that saved no checkpoint
+        with pytest.raises(OptionError, match="already exists"):
+            prepare_experiment(config, resuming=False)
+        record.unlink()
     (dirs.models / "10_G.pth").write_bytes(b"")
-    with pytest.raises(OptionError, match="already exists"):
-        prepare_experiment(config, resuming=False)
     prepare_experiment(config, resuming=False, archive=True)
     assert len(list(dirs.root.parent.glob("tiny_archived_*"))) == 1
 
@@ -148,6 +151,9 @@ def test_archive_starts_afresh_also_with_resume_state_auto(config_file, caplog):
     archived = list(experiments.glob("tiny_archived_*"))
     assert len(archived) == 1 and (archived[0] / "models" / "2_G.pth").is_file()
     assert sorted(p.name for p in (experiments / "tiny" / "training_state").iterdir()) == ["3.state"]
+    state = experiments / "tiny" / "training_state" / "3.state"
+    assert run_program(lambda: main([*args[:-1], f"path.resume_state={state}", "--archive"])) == 2
+    assert "path.resume_state: expected null or auto with --archive, which starts afresh" in caplog.text
 
 
 def test_resume_auto_picks_newest_complete_state(config_file):

@@ -9,6 +9,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -207,10 +208,12 @@ def test_a_run_stopped_before_its_first_checkpoint_starts_again_with_auto(tmp_pa
     log = (folder / "train.log").read_text()
     assert "killed at step 1" in log and "training starts at the beginning" in log
     assert (folder / "models" / "2_G.pth").is_file()
-    # Without auto, a folder that holds a model is refused; one whose start failed before any is reused.
+    # Without auto, a folder a run trained in is refused; one whose start failed (its log and config
+    # copies, empty folders) is reused.
     assert run_program(lambda: main([*args, "path.resume_state=~"])) == 2
-    for saved in [*(folder / "models").iterdir(), *(folder / "training_state").iterdir()]:
-        saved.unlink()
+    for path in folder.iterdir():
+        if path.name != "train.log" and not path.name.startswith("config_"):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
     assert run_program(lambda: main([*args, "path.resume_state=~"])) == 0
     assert "killed at step 1" in (folder / "train.log").read_text()
 

@@ -90,6 +90,27 @@ def test_a_bad_validation_image_keeps_the_steps_done_and_ends_in_one_line(tmp_pa
     assert "resumed from" in logs.text and (run / "models" / "6_G.pth").is_file()
 
 
+@pytest.mark.slow
+def test_a_bad_validation_image_on_one_process_stops_both_after_saving(tmp_path):
+    """Each process scores its share of the images: the one that meets the bad image must not leave the
+    other waiting in the sum of the scores, and both save the step's checkpoint together."""
+    config = tiny_gan_config(tmp_path, niter=4)
+    write_image(tmp_path / "val" / "a.png", np.zeros((32, 32, 3), np.uint8))  # process 0's share
+    write_image(tmp_path / "val" / "b.png", np.zeros((3, 3, 3), np.uint8))  # process 1's
+    overrides = [
+        f"datasets.val.dataroot={tmp_path / 'val'}",
+        "datasets.val.max_images=2",
+        "train.val_freq=2",
+        "logger.save_checkpoint_freq=100",
+    ]
+    result = torchrun(REPO / "codes" / "train.py", "-opt", str(config), "--set", *overrides, check=False)
+    assert result.returncode != 0
+    assert f"validation at step 2 failed: {tmp_path / 'val' / 'b.png'}: 3x3 is smaller" in result.stderr
+    assert "validation at step 2 failed: on another process (its log names the image)" in result.stderr
+    states = tmp_path / "experiments" / "run" / "training_state"
+    assert [p.name for p in states.iterdir()] == ["2.state"]
+
+
 def test_out_of_memory_stops_with_advice(tmp_path, monkeypatch, caplog):
     config = tiny_gan_config(tmp_path)
     original = IterationRunner.run

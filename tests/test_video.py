@@ -104,11 +104,14 @@ def test_a_spandrel_x3_model_runs_through_the_whole_pipeline(tmp_path, clip):
         np.testing.assert_array_equal(got, upscaler(to_tensor(frame), torch.uint8).permute(1, 2, 0).numpy())
 
 
-def test_16_bit_path_is_exact_too(tmp_path, x2_checkpoint, clip):
-    """A pixel format of more than 8 bits runs the network on 16-bit frames (rgb48le is lossless in ffv1)."""
+def test_16_bit_path_is_exact_too(tmp_path, x2_checkpoint, clip, monkeypatch, logs):
+    """A pixel format of more than 8 bits runs the network on 16-bit frames (rgb48le is lossless in ffv1),
+    in float32 also on a CPU where 8-bit frames would run in bf16 by themselves."""
+    monkeypatch.setattr("esrforge.inference.precision.cpu_has_bf16", lambda: True)
     out = tmp_path / "out.mkv"
     argv = [*lossless(x2_checkpoint, clip, out)[:-1], "rgb48le"]
     assert run(*argv) == 0
+    assert "fp32: the output has more than 8 bits per channel (--bf16 forces bf16)" in logs.text
     with av.open(str(clip)) as source:
         frame = next(source.decode(video=0)).to_ndarray(format="rgb48le")
     with av.open(str(out)) as result:

@@ -74,3 +74,10 @@ def original_message(text: str) -> str:
     last = text.strip().splitlines()[-1]
     name, colon, message = last.partition(": ")
     return message.strip() if colon and " " not in name else last
+
+
+def first_line(error: BaseException, skip: int = 0) -> str:
+    """The first non-empty line of ``error``'s message after its first ``skip`` lines (a library's
+    header, such as torch's "Error(s) in loading state_dict for ..."), or the error's type name."""
+    lines = str(error).splitlines()[skip:]
+    return next((line.strip() for line in lines if line.strip()), type(error).__name__)

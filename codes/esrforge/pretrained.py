@@ -15,18 +15,14 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
+from .logs import first_line
+
 # torchvision is imported where a backbone is built: its import takes seconds (it loads torch._dynamo), and
 # inference or a run without perceptual losses needs none.
 
 
 UNREADABLE = (pickle.UnpicklingError, RuntimeError, EOFError, ValueError)
 """What torch.load raises for a file that is not (or no longer) a whole checkpoint."""
-
-
-def _first_line(error: BaseException, skip: int = 0) -> str:
-    """The first non-empty line of ``error``'s message after ``skip`` lines (torch's headers)."""
-    lines = str(error).splitlines()[skip:]
-    return next((line.strip() for line in lines if line.strip()), type(error).__name__)
 
 
 def imagenet_state_dict(arch: str, weights_path: Path | None, who: str) -> dict[str, Any]:
@@ -41,7 +37,7 @@ def imagenet_state_dict(arch: str, weights_path: Path | None, who: str) -> dict[
             state: dict[str, Any] = torch.load(weights_path, map_location="cpu", weights_only=True)
         except UNREADABLE as err:
             raise ValueError(
-                f"{who}: weights_path {weights_path} is not a readable PyTorch file ({_first_line(err)})"
+                f"{who}: weights_path {weights_path} is not a readable PyTorch file ({first_line(err)})"
             ) from None
         return state
     import torchvision
@@ -57,7 +53,7 @@ def imagenet_state_dict(arch: str, weights_path: Path | None, who: str) -> dict[
         ) from None
     except UNREADABLE as err:
         raise ValueError(
-            f"{who}: the cached {arch} weights {target} are unreadable ({_first_line(err)}), an interrupted "
+            f"{who}: the cached {arch} weights {target} are unreadable ({first_line(err)}), an interrupted "
             f"download? Delete the file and run again online, or save {weights.url} there"
         ) from None
 
@@ -84,7 +80,7 @@ def imagenet_features(
             layers.load_state_dict({k: v for k, v in state.items() if k in wanted}, strict=True, assign=True)
         except RuntimeError as err:
             source = weights_path or "torchvision's cache"
-            detail = _first_line(ValueError("\n".join(str(err).splitlines()[1:])))
+            detail = first_line(err, skip=1)  # after "Error(s) in loading state_dict for Sequential:"
             raise ValueError(
                 f"{who}: {source} does not hold torchvision's {arch} weights ({detail})"
             ) from None

@@ -22,7 +22,7 @@ from ..training.compiled import compile_wanted, describe_compile, graphs_wanted
 from ..training.distributed import DistributedContext
 from ..training.experiment import ExperimentDirs, prepare_experiment, resume_path
 from ..training.precision import Precision
-from ..training.state import load_training_state, load_weights
+from ..training.state import load_networks, load_training_state
 from ..training.trainer import Trainer, TrainingStopped
 from .common import add_overrides_argument, exit_with
 
@@ -94,10 +94,8 @@ def summarise(config: Config) -> None:
             f"{count_parameters(discriminator):,}",
         )
     if resume is not None:  # the state must read and fit the networks, as the run will load it
-        state = load_training_state(resume)
-        for key, net in (("G", generator), ("D", discriminator)):
-            if net is not None and key in state["networks"]:
-                load_weights(net, state["networks"][key], resume, f"{key} network")
+        nets = {"G": generator} | ({"D": discriminator} if discriminator is not None else {})
+        load_networks(nets, load_training_state(resume), resume)
     for loss in train.losses:
         build_loss(loss)
     for line in describe_schedule(train.losses, train.niter):
@@ -125,6 +123,10 @@ def summarise(config: Config) -> None:
 def train(config: Config, archive: bool) -> int:
     """Train ``config`` in its experiment folder (under torchrun: one process per GPU)."""
     with DistributedContext.from_env(config.gpu_ids) as dist:
+        if archive and config.path.resume_state not in (None, "auto"):
+            raise OptionError(
+                "path.resume_state", "expected null or auto with --archive, which starts afresh"
+            )
         resume = None if archive else resume_path(config)  # --archive: a fresh run beside the old one
         dirs = ExperimentDirs(config.experiment_dir)
         if dist.is_main:

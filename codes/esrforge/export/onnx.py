@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from ..fileio import atomic_write_bytes
+from ..logs import first_line
 from ..networks import Description, LoadedNetwork, SpandrelModel
 from ..probes import probe_input, probe_side, psnr
 from . import require_package
@@ -153,10 +154,6 @@ def dynamic_sizes(description: Description) -> tuple[tuple[int, int], tuple[int,
     return (side, side), (side + step, side + 2 * step)
 
 
-def _first_line(error: BaseException) -> str:
-    return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
-
-
 def _trace(module: nn.Module, example: Tensor, dynamic: bool, name: Path) -> bytes:
     buffer = io.BytesIO()
     try:
@@ -176,7 +173,7 @@ def _trace(module: nn.Module, example: Tensor, dynamic: bool, name: Path) -> byt
                 dynamo=False,
             )
     except Exception as error:  # the tracer and the ONNX symbolics raise many kinds of error
-        raise ValueError(f"{name}: cannot be exported to ONNX: {_first_line(error)}") from None
+        raise ValueError(f"{name}: cannot be exported to ONNX: {first_line(error)}") from None
     return buffer.getvalue()
 
 
@@ -199,7 +196,7 @@ def check_ranks(model: Any, name: Path) -> int:
         ranks = tensor_ranks(model)
     except onnx.shape_inference.InferenceError as error:
         raise ValueError(
-            f"{name}: ONNX shape inference fails on the exported graph: {_first_line(error)}"
+            f"{name}: ONNX shape inference fails on the exported graph: {first_line(error)}"
         ) from None
     bad = {tensor: rank for tensor, rank in ranks.items() if rank is None or rank > MAX_RANK}
     if bad:

@@ -41,6 +41,7 @@ class ComputePrecision:
 
     @property
     def name(self) -> str:
+        """``fp32``, ``fp16`` or ``bf16``, and ``(autocast)`` for float32 weights."""
         return NAMES[self.dtype] + (" (autocast)" if self.autocast else "")
 
 
@@ -90,14 +91,18 @@ def probe_half(
 
 
 def choose_precision(
-    config: ModelConfig, model: nn.Module, description: Description, device: torch.device
+    config: ModelConfig, model: nn.Module, description: Description, device: torch.device, deep: bool = False
 ) -> ComputePrecision:
     """The precision to run ``model`` (float32, on ``device``) in: as asked where it runs in it, else bf16
-    by itself where the CPU has bf16 instructions and the probe stays close to float32, else float32."""
+    by itself where the CPU has bf16 instructions and the probe stays close to float32, else float32.
+    ``deep``: every output has more than 8 bits per channel (bf16 keeps 8), so none is chosen by itself."""
     asked = compute_dtype(config, device, description)
     if asked != torch.float32:
         return _checked(model, description, asked, device)
     if device.type != "cpu" or config.fp32 or config.fp16 or config.bf16 or not cpu_has_bf16():
+        return ComputePrecision()
+    if deep:
+        log.info("fp32: the output has more than 8 bits per channel (--bf16 forces bf16)")
         return ComputePrecision()
     if not description.supports(torch.bfloat16):
         return ComputePrecision()

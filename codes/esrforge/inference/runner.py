@@ -59,8 +59,8 @@ class Placed:
     """Beside an automatic bf16 model, whether ``model`` also serves outputs of more than 8 bits in float32."""
 
 
-Placement = Callable[[ModelConfig, TileOptions], Placed]
-"""Puts a loaded model where the config runs it."""
+Placement = Callable[[ModelConfig, TileOptions, int | None], Placed]
+"""Puts a loaded model where the config runs it, for images of the given bits per channel (None: any)."""
 
 
 def load_model(config: ModelConfig) -> tuple[LoadedNetwork, Placement]:
@@ -95,7 +95,7 @@ def load_model(config: ModelConfig) -> tuple[LoadedNetwork, Placement]:
     return loaded, place
 
 
-def place_onnx(model: OnnxModule, config: ModelConfig, tiling: TileOptions) -> Placed:
+def place_onnx(model: OnnxModule, config: ModelConfig, tiling: TileOptions, bits: int | None) -> Placed:
     """An ONNX model's session fixes its device and its export its precision: only its tiles can change."""
     if config.fp16 or config.bf16:
         log.warning("%s: runs in the precision it was exported in (%s)", model.path, model.info.precision)
@@ -104,19 +104,21 @@ def place_onnx(model: OnnxModule, config: ModelConfig, tiling: TileOptions) -> P
     return Placed(model, model.fit_tiling(tiling))
 
 
-def place_torch(loaded: LoadedNetwork, config: ModelConfig, tiling: TileOptions) -> Placed:
-    """A PyTorch network on the config's device, in its memory format and compute precision."""
+def place_torch(loaded: LoadedNetwork, config: ModelConfig, tiling: TileOptions, bits: int | None) -> Placed:
+    """A PyTorch network on the config's device, in its memory format and compute precision; beside an
+    automatic bf16 copy, the float32 model stays for images of more than 8 bits when ``bits`` is None."""
     model, description = loaded.module, loaded.description
     device = select_device(config.gpu_ids)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
     model.to(device=device)
-    precision = choose_precision(config, model, description, device)
+    precision = choose_precision(config, model, description, device, deep=bits is not None and bits > 8)
+    precise = precision.automatic and bits is None
     if config.compile:
         log.info("torch.compile: the first tile compiles the network")
     if precision.autocast:
-        return Placed(model, tiling, config.compile, precision.dtype, precise=precision.automatic)
-    if precision.automatic:  # the float32 model stays for outputs of more than 8 bits
+        return Placed(model, tiling, config.compile, precision.dtype, precise=precise)
+    if precise:  # the float32 model stays for outputs of more than 8 bits
         return Placed(copy.deepcopy(model).to(dtype=precision.dtype), tiling, config.compile, precise=True)
     return Placed(model.to(dtype=precision.dtype), tiling, config.compile)
 
@@ -135,11 +137,14 @@ class Upscalers:
         return self.precise if bits > 8 and self.precise is not None else self.main
 
 
-def build_upscaler(config: ModelConfig, tiling: TileOptions, progress: bool = False) -> Upscalers:
-    """The :class:`Upscalers` of the config's model (on the device, in the compute precision)."""
+def build_upscaler(
+    config: ModelConfig, tiling: TileOptions, progress: bool = False, bits: int | None = None
+) -> Upscalers:
+    """The :class:`Upscalers` of the config's model (on the device, in the compute precision) for images of
+    ``bits`` per channel (None: any, such as a folder's)."""
     loaded, place = load_model(config)
     description = loaded.description
-    placed = place(config, tiling)
+    placed = place(config, tiling, bits)
     if description.tiling == "discouraged" and placed.tiling.tile_size is not None:
         log.info(
             "%s uses global context: seams may show at tile borders; tile_size: null (--tile 0) "

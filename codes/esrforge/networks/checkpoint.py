@@ -12,6 +12,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
+from ..logs import first_line
 from .base import NETWORKS, LoadedNetwork, NetworkOptions, StateDict, build_network
 from .foreign import SpandrelModel, description_of, detect, spandrel_options
 from .layouts import preview
@@ -40,10 +41,6 @@ def _lines(error: BaseException) -> list[str]:
     return [line.strip() for line in str(error).splitlines() if line.strip()]
 
 
-def _first_line(error: BaseException) -> str:
-    return (_lines(error) or [type(error).__name__])[0]
-
-
 def _read_pickle(path: Path) -> Any:
     with path.open("rb") as handle:
         magic = handle.read(4)
@@ -59,19 +56,19 @@ def _read_pickle(path: Path) -> Any:
                 f"{path}: contains objects other than tensors and was refused for safety "
                 f"(nothing in it was run): {blocked[0]}"
             ) from None
-        detail = next((line for line in lines if line.startswith("Unsupported")), _first_line(error))
+        detail = next((line for line in lines if line.startswith("Unsupported")), first_line(error))
         raise ValueError(
             f"{path}: not a tensor-only PyTorch checkpoint, refused without running it ({detail})"
         ) from None
     except Exception as error:  # a corrupt pickle can fail in the unpickler with almost any exception
-        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({_first_line(error)})") from None
+        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({first_line(error)})") from None
 
 
 def _read_safetensors(path: Path) -> StateDict:
     try:
         return load_file(path, device="cpu")
     except (SafetensorError, OSError) as error:
-        raise ValueError(f"{path}: not a readable safetensors file ({_first_line(error)})") from None
+        raise ValueError(f"{path}: not a readable safetensors file ({first_line(error)})") from None
 
 
 def _is_state_dict(obj: Any) -> bool:

@@ -79,10 +79,12 @@ def check_config(config: Config) -> None:
             )
     losses = config.train.losses
     for phase in phases(losses, config.train.niter):
-        if all(losses[i].type in DISCRIMINATOR_LOSS_TYPES for i in phase.active):
+        trained = phase.end > config.train.start_step  # the steps before start_step are never run
+        if trained and all(losses[i].type in DISCRIMINATOR_LOSS_TYPES for i in phase.active):
             raise OptionError(
                 "train.losses",
-                f"expected a generator loss active at every step; none is at steps {phase.start}-{phase.end - 1} "
+                f"expected a generator loss active at every step; none is at steps "
+                f"{max(phase.start, config.train.start_step)}-{phase.end - 1} "
                 "(see each loss's after and before)",
             )
     _check_patch_geometry(config)

@@ -19,7 +19,7 @@ import torch
 from ..data.base import TrainDatasetOptions, ValDatasetOptions
 from ..data.datasets import crop_to_scale, to_tensor
 from ..data.imageio import to_uint8, write_image
-from ..data.sources import read_rgb, scan_folder
+from ..data.sources import load_items, read_rgb
 from ..degradations.pipeline import Degrader
 from ..fields.convert import to_data
 from ..fileio import atomic_write_text
@@ -46,7 +46,7 @@ def degraded_validation(
     for another); only the one with ``write`` saves them.
     """
     assert train.degradation is not None, "checked when the config loads"
-    items = scan_folder(val.dataroot)[: val.max_images]
+    items = load_items(val.dataroot)[: val.max_images]
     record = json.dumps(
         {
             "scale": scale,

@@ -62,9 +62,10 @@ class ExperimentDirs:
         return self.root / "wandb"
 
     def holds_work(self) -> bool:
-        """Whether any model or training state was saved here (a run that stopped before its first
-        checkpoint leaves only its log and config)."""
-        return any(any(folder.iterdir()) for folder in (self.models, self.training_state) if folder.is_dir())
+        """Whether a run trained here: anything but the log, the config copies and empty folders (a run
+        whose start failed, a typo in a path say, leaves only those)."""
+        records = (self.models, self.training_state, self.val_images, self.tb_logger, self.wandb)
+        return self.history.exists() or any(any(folder.iterdir()) for folder in records if folder.is_dir())
 
     def newest_state(self) -> Path | None:
         """The training state with the highest step, or None (temporary files are ignored)."""
@@ -87,9 +88,9 @@ def resume_path(config: Config) -> Path | None:
 def prepare_experiment(config: Config, resuming: bool, archive: bool = False) -> ExperimentDirs:
     """Create ``experiments/<name>/`` with its sub-folders and a frozen copy of the resolved config.
 
-    An existing folder is reused when resuming, or when no model or training state was saved in it (a
-    start that failed); with ``archive`` it is renamed to ``<name>_archived_<time>`` first; otherwise it
-    is an error, never an overwrite.
+    An existing folder is reused when resuming, or when no run trained in it (:meth:`ExperimentDirs.holds_work`);
+    with ``archive`` it is renamed to ``<name>_archived_<time>`` first; otherwise it is an error, never an
+    overwrite.
     """
     dirs = ExperimentDirs(config.experiment_dir)
     if dirs.root.exists() and (dirs.holds_work() or archive) and not resuming:

@@ -21,6 +21,7 @@ from torch import nn
 
 from ..degradations.pipeline import PairPool
 from ..fileio import atomic_write_with
+from ..logs import first_line
 from ..networks.checkpoint import load_checked
 from ..networks.saved import save_generator
 from .distributed import DistributedContext
@@ -101,15 +102,19 @@ def save_training_state(dirs: ExperimentDirs, step: int, payload: Mapping[str, A
     return path
 
 
-def load_weights(net: nn.Module, weights: Mapping[str, Any], path: Path, what: str) -> None:
-    """Load ``what``'s weights saved in the state at ``path``; one line when the config's network differs."""
-    try:
-        load_checked(net, dict(weights), path, strict=True)
-    except ValueError as error:
-        raise ValueError(
-            f"{error} ({what}); the networks changed since it was saved: start a new run (another name, or "
-            "--archive)"
-        ) from None
+def load_networks(nets: Mapping[str, nn.Module], state: Mapping[str, Any], path: Path) -> None:
+    """Load each network's weights (``G``, ``D``) from the training state read from ``path``; one line when
+    one is missing or no longer fits the config's network."""
+    for key, net in nets.items():
+        if key not in state["networks"]:
+            raise ValueError(f"{path}: the training state has no {key} network")
+        try:
+            load_checked(net, dict(state["networks"][key]), path, strict=True)
+        except ValueError as error:
+            raise ValueError(
+                f"{error} ({key} network); the networks changed since it was saved: start a new run "
+                "(another name, or --archive)"
+            ) from None
 
 
 def load_training_state(path: Path) -> dict[str, Any]:
@@ -120,9 +125,7 @@ def load_training_state(path: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as error:
-        detail = next(
-            (line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__
-        )
+        detail = first_line(error)
         steps = [int(p.stem) for p in path.parent.glob(f"*{STATE_SUFFIX}") if p.stem.isdigit()]
         earlier = sorted(step for step in steps if path.stem.isdigit() and step < int(path.stem))
         before = path.with_name(f"{earlier[-1]}{STATE_SUFFIX}") if earlier else None

@@ -21,7 +21,6 @@ from ..data.datasets import UnusableDataError
 from ..data.loader import make_train_loader
 from ..degradations.pipeline import Degrader, UsmOptions
 from ..fileio import DiskFullError, free_bytes
-from ..logs import original_message
 from ..losses.base import build_loss
 from ..losses.schedule import describe_schedule, phases
 from ..options.schema import Config
@@ -37,16 +36,16 @@ from .precision import Precision, configure_backends, to_channels_last
 from .reporting import Reporter, make_reporter
 from .state import (
     gather_pools,
+    load_networks,
     load_pool,
     load_training_state,
-    load_weights,
     prune_checkpoints,
     save_models,
     save_training_state,
     tensor_bytes,
 )
 from .steps import IterationRunner, Networks, Trained
-from .validation import legacy_best, make_validator
+from .validation import ValidationFailed, legacy_best, make_validator
 
 log = logging.getLogger("esrforge")
 
@@ -208,10 +207,8 @@ class Trainer:
         if self.config.path.pretrain_model_generator is not None:
             log.warning("resuming from %s: path.pretrain_model_generator is ignored", path)
         state = load_training_state(path)
+        load_networks({key: trained.net for key, trained in self._trained().items()}, state, path)
         for key, trained in self._trained().items():
-            if key not in state["networks"]:
-                raise ValueError(f"{path}: the training state has no {key} network")
-            load_weights(trained.net, state["networks"][key], path, f"{key} network")
             load_optimizer_state(trained.optimizer, state["optimizers"][key], f"{path}: {key}")
             trained.scaler.load_state_dict(state["scalers"][key])
             self.schedulers[key].load_state_dict(state["schedulers"][key])
@@ -383,11 +380,11 @@ class Trainer:
             model = self.ema.module if self.ema is not None else self.nets.generator.net
             try:
                 self.validator.run(model, step, reporter)
-            except Exception as err:  # the networks are fine: keep the steps since the last checkpoint
-                self._save_unless_saved(collective=False)
+            except ValidationFailed as err:  # on every process: the networks are fine, keep their steps
+                self._save_unless_saved()
                 raise TrainingStopped(
-                    f"validation at step {step} failed: {original_message(str(err))}; the checkpoint of step "
-                    f"{step} is saved: mend datasets.val (or set train.val_freq: 0) and run again to resume"
+                    f"validation at step {step} failed: {err}; the checkpoint of step {step} is saved: mend "
+                    "datasets.val (or set train.val_freq: 0) and run again to resume"
                 ) from err
             reporter.plot()
         if step % logger.save_checkpoint_freq == 0:

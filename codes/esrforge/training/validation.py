@@ -20,6 +20,7 @@ from ..data.base import ValDatasetOptions
 from ..data.imageio import to_uint8, write_image
 from ..data.imresize import imresize
 from ..inference.scoring import means, score_set, val_loader
+from ..logs import original_message
 from ..metrics.base import Metric, build_metric, metric_class
 from ..options.checks import GAN_TYPES
 from ..options.schema import Config
@@ -30,6 +31,12 @@ from .reporting import Reporter
 from .state import save_weights
 
 log = logging.getLogger("esrforge")
+
+
+class ValidationFailed(Exception):
+    """Validation could not score an image (unreadable, too small) on this or another process; raised on
+    every process at once, so they can save the step's checkpoint together."""
+
 
 SIDE_BY_SIDE = 4
 """How many images of each validation set get a bicubic | output | ground-truth picture each time."""
@@ -126,17 +133,33 @@ class Validator:
                 write_image(path, to_uint8(image.permute(1, 2, 0).numpy()))
                 reporter.image(step, f"val/{val.label}/{name}", image)
 
-            sums = score_set(
-                model,
-                val.loader,
-                self.metrics,
-                self.description,
-                val.options.tile_size,
-                label=f"validation {val.label}",
-                progress=self.dist.is_main,
-                on_image=picture,
-            )
-            scores = means(self.dist.all_reduce_sum(sums), self.metrics)
+            failure: Exception | None = None
+            try:
+                sums = score_set(
+                    model,
+                    val.loader,
+                    self.metrics,
+                    self.description,
+                    val.options.tile_size,
+                    label=f"validation {val.label}",
+                    progress=self.dist.is_main,
+                    on_image=picture,
+                )
+            except (ValueError, OSError, RuntimeError) as err:  # an image of this process's share
+                failure, sums = (
+                    err,
+                    torch.zeros(len(self.metrics) + 1, dtype=torch.float64, device=self.dist.device),
+                )
+            # every process reaches the sum, failed or not, and learns whether any failed
+            failed = torch.tensor([float(failure is not None)], dtype=torch.float64, device=sums.device)
+            total = self.dist.all_reduce_sum(torch.cat([sums, failed]))
+            if total[-1] > 0:
+                raise ValidationFailed(
+                    original_message(str(failure))
+                    if failure is not None
+                    else "on another process (its log names the image)"
+                ) from failure
+            scores = means(total[:-1], self.metrics)
             results[val.label] = scores
             if self.dist.is_main:
                 shown = ", ".join(f"{name} {value:.4f}" for name, value in scores.items())

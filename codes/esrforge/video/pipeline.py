@@ -228,10 +228,10 @@ def run_video(config: VideoConfig, show_progress: bool = True) -> int:
     files = config.video
     if files.frames_out is not None:
         make_folder(files.frames_out, "--frames-out (video.frames_out)")
-    upscalers = build_upscaler(config, config.inference)
-    scale = upscalers.description.scale
     depth = pixel_depth(config.encode.pix_fmt)
-    upscale = FrameUpscaler(upscalers.for_bits(depth), config.inference.frame_batch_size)
+    upscalers = build_upscaler(config, config.inference, bits=depth)
+    scale = upscalers.description.scale
+    upscale = FrameUpscaler(upscalers.main, config.inference.frame_batch_size)
     output = output_path(config, scale)
     format_name = CONTAINERS[output.suffix.lower()]
     started = time.perf_counter()
