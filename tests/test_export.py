@@ -26,6 +26,7 @@ from esrforge.export.shuffle import four_d_unshuffle, pixel_unshuffle_4d
 from esrforge.inference.onnx_model import load_onnx
 from esrforge.inference.seams import realish_rrdb
 from esrforge.networks import SRVGGNetCompact, SRVGGNetCompactOptions, load_generator
+from esrforge.probes import smooth_image
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -280,3 +281,9 @@ def test_without_onnxruntime_test_py_says_how_to_install_it(
         assert run_program(lambda: upscale_main(argv)) == 2
     line = error_line(caplog)
     assert str(model) in line and 'needs the onnxruntime package: pip install -e ".[export]"' in line
+
+
+@pytest.mark.parametrize("size", [(1, 1), (2, 3), (3, 40)])
+def test_probe_images_come_in_any_size(size):
+    image = smooth_image(*size)
+    assert image.shape == (3, *size) and 0 <= float(image.min()) <= float(image.max()) <= 1

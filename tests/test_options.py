@@ -198,6 +198,12 @@ def test_a_generator_is_not_taken_as_the_discriminator(write, raw):
     )
 
 
+def test_training_needs_an_rgb_generator(write, raw):
+    raw["networks"]["generator"].update(in_nc=1, out_nc=1)
+    err = error_of(write(raw))
+    assert err.key == "networks.generator" and "got a 1 -> 1 channel RRDBNet" in err.message
+
+
 def test_bad_literal_suggests(write, raw):
     raw["train"]["losses"][1]["gan_type"] = "raggan"
     err = error_of(write(raw))

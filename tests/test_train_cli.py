@@ -226,3 +226,12 @@ def test_errors_found_after_loading_name_the_config_file(config_file, caplog):
     config_file.write_text(yaml.safe_dump(raw))
     assert run_program(lambda: main(["-opt", str(config_file)])) == 2
     assert f"{config_file}: train: missing required section for train.py" in caplog.text
+
+
+@pytest.mark.parametrize(("rank", "said"), [("0", True), ("1", False)])
+def test_under_torchrun_a_config_error_is_said_by_the_first_process_only(
+    config_file, logs, monkeypatch, rank, said
+):
+    monkeypatch.setenv("RANK", rank)
+    assert run_program(lambda: main(["-opt", str(config_file), "--set", "train.lr_GG=1"])) == 2
+    assert ("did you mean 'lr_G'" in logs.text) == said

@@ -30,18 +30,20 @@ from esrforge.training.validation import Validator, ValSet
 
 
 @pytest.mark.slow
-def test_sigterm_saves_and_exits_cleanly(tmp_path):
+def test_sigterm_to_the_process_group_saves_and_exits_cleanly(tmp_path):
+    """As torchrun, Slurm or systemd stop a job: the loader workers get the SIGTERM too."""
     config = tiny_gan_config(tmp_path, niter=10_000)
     process = subprocess.Popen(
         [sys.executable, str(REPO / "codes" / "train.py"), "-opt", str(config), "--set", "train.val_freq=0"],
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,
     )
     states = tmp_path / "experiments" / "run" / "training_state"
     deadline = time.monotonic() + 240
     while not (states.is_dir() and list(states.glob("*.state"))) and time.monotonic() < deadline:
         time.sleep(0.5)
-    process.send_signal(signal.SIGTERM)
+    os.killpg(process.pid, signal.SIGTERM)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 0, err
     steps = sorted(int(p.stem) for p in states.glob("*.state"))

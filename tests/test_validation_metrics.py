@@ -12,8 +12,12 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
+from esrforge.data.base import ValDatasetOptions
+from esrforge.data.imageio import write_image
+from esrforge.inference.scoring import score_set, val_loader
 from esrforge.metrics import METRICS, build_metric, calculate_psnr, calculate_ssim, metric_named
 from esrforge.metrics.base import quantize
+from esrforge.networks import RRDBNet, RRDBNetOptions
 
 VARIANTS = [v.name for n in METRICS.names() for v in METRICS.get(n).options.variants()]
 TM_IMAGE = Path(importlib.import_module("torchmetrics.functional.image").__file__).parent
@@ -177,3 +181,13 @@ def test_offline_without_the_backbone_says_which_file_to_get_and_where(tmp_path,
     assert message.startswith(f"metric {name}: cannot download") and "\n" not in message
     assert f"https://download.pytorch.org/models/{file}" in message
     assert str(tmp_path / "hub" / "checkpoints" / file) in message and "weights_path" in message
+
+
+def test_an_image_a_metric_cannot_score_is_named_with_the_metric(tmp_path):
+    write_image(tmp_path / "val" / "tiny.png", np.zeros((12, 12, 3), np.uint8))  # too small for AlexNet
+    options = ValDatasetOptions(type="FullImageDataset", dataroot=tmp_path / "val")
+    network = RRDBNetOptions(nf=8, nb=1, gc=4, scale=2)
+    metric = build_metric(random_weights("lpips_alex"), scale=2)
+    with pytest.raises(ValueError, match=r"^val: tiny: lpips_alex: .*too small") as error:
+        score_set(RRDBNet(network), val_loader(options, 2), [metric], network.describe(), None, label="val")
+    assert "\n" not in str(error.value)

@@ -20,7 +20,7 @@ def select_device(gpu_ids: list[int], local_rank: int = 0) -> torch.device:
     if not gpu_ids:
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        log.info("gpu_ids %s asks for CUDA, but no CUDA device is available: running on the CPU", gpu_ids)
+        log.warning("gpu_ids %s asks for CUDA, but no CUDA device is available: running on the CPU", gpu_ids)
         return torch.device("cpu")
     if local_rank >= len(gpu_ids):
         raise ValueError(

@@ -22,7 +22,7 @@ def smooth_image(height: int, width: int, seed: int = 0) -> Tensor:
     """A random ``(3, H, W)`` image in [0, 1] with structure at three scales (bicubic-enlarged noise)."""
     generator = torch.Generator().manual_seed(seed)
     image = torch.zeros(1, 3, height, width)
-    for cells, weight in ((4, 0.5), (16, 0.3), (max(height, width) // 4, 0.2)):
+    for cells, weight in ((4, 0.5), (16, 0.3), (max(2, max(height, width) // 4), 0.2)):
         noise = torch.rand(1, 3, max(2, cells * height // width), cells, generator=generator)
         image += weight * F.interpolate(noise, size=(height, width), mode="bicubic", align_corners=False)
     return image[0].clamp(0, 1)

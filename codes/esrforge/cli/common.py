@@ -32,7 +32,9 @@ def run_program(main: Callable[[], int | None]) -> int:
     except USER_ERRORS as err:
         if os.environ.get("ESRFORGE_DEBUG"):
             raise
-        logging.getLogger(LOGGER_NAME).error("%s", _one_line(err))
+        # A config error is the same in every process torchrun starts: the first one says it.
+        if not isinstance(err, OptionError) or os.environ.get("RANK", "0") == "0":
+            logging.getLogger(LOGGER_NAME).error("%s", _one_line(err))
         return EXIT_USAGE
     except KeyboardInterrupt:
         logging.getLogger(LOGGER_NAME).error("interrupted")

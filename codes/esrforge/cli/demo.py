@@ -92,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if status != 0:
         return status
     hr = mod_crop(read_image(hr_path), config.scale)
-    sr = read_image(next(results.glob(f"{hr_path.stem}_*.png")))
+    sr = read_image(results / f"{hr_path.stem}_x{config.scale}.png")  # test.py's name for it
     picture, psnr_bicubic, psnr_model = side_by_side(hr, sr, config.scale)
     out = results / f"{hr_path.stem}_bicubic_model_original.png"
     write_image(out, picture)

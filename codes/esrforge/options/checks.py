@@ -63,6 +63,13 @@ def check_config(config: Config) -> None:
             )
     if config.train is None:
         return
+    generator = config.networks.generator.describe()
+    if (generator.in_channels, generator.out_channels) != (3, 3):
+        raise OptionError(
+            "networks.generator",
+            f"expected an RGB network (3 -> 3 channels): training reads RGB images, got a "
+            f"{generator.in_channels} -> {generator.out_channels} channel {generator.architecture}",
+        )
     gans = _losses_of(config, GAN_TYPES)
     if len(gans) > 1:
         raise OptionError(
