@@ -64,7 +64,11 @@ def degraded_validation(
             log.info("validation LR: reusing %s", folder)
         return paired
     if write and record_file.is_file():
-        log.warning("validation LR in %s was made from other settings or images: making it again", folder)
+        log.warning(
+            "validation LR in %s was made from other settings or images: making it again; the scores of the "
+            "best_* models so far came from the old LR, so a later best is judged against them",
+            folder,
+        )
         record_file.unlink()
     degrader = Degrader(train.degradation, scale, train.target_size, seed)
     for index, item in enumerate(items):
