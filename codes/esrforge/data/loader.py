@@ -148,16 +148,17 @@ PR_SET_PDEATHSIG = 1
 
 
 def die_with_parent(parent: int, worker_id: int = 0) -> None:
-    """Worker init: SIGKILL this worker when ``parent`` dies, and exit now if it is already gone; ignore
-    SIGTERM.
+    """Worker init: SIGKILL this worker when ``parent`` dies, and exit now if it is already gone; leave the
+    parent's process group.
 
     PyTorch's workers poll for a dead parent, but their watchdog records the parent's pid only after
     start-up, so a parent killed while a worker starts leaves that worker waiting forever (holding its
     memory, and the terminal's or a pipe's stderr open). Elsewhere than Linux the check at start is all.
-    A SIGTERM sent to the whole process group (how torchrun, Slurm and systemd stop a job) is the
-    parent's to handle: it finishes the step and saves, which needs its workers alive.
+    A signal sent to the whole process group (SIGTERM: how torchrun, Slurm and systemd stop a job;
+    Ctrl-C's SIGINT) is the parent's to handle: it finishes the step and saves, which needs its workers.
+    In a group of their own they do not get it; the loader still stops them by their pid.
     """
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    os.setpgid(0, 0)
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:  # the parent died before prctl took effect
