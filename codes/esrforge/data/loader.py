@@ -158,7 +158,8 @@ def die_with_parent(parent: int, worker_id: int = 0) -> None:
     Ctrl-C's SIGINT) is the parent's to handle: it finishes the step and saves, which needs its workers.
     In a group of their own they do not get it; the loader still stops them by their pid.
     """
-    os.setpgid(0, 0)
+    if hasattr(os, "setpgid"):  # POSIX
+        os.setpgid(0, 0)
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:  # the parent died before prctl took effect
