@@ -20,6 +20,7 @@ from torch.nn import functional as F
 
 from esrforge.cli.common import run_program
 from esrforge.cli.export import main as export_main
+from esrforge.cli.inspect_model import main as inspect_main
 from esrforge.cli.test import main as upscale_main
 from esrforge.data.imageio import read_image, write_image
 from esrforge.export.shuffle import four_d_unshuffle, pixel_unshuffle_4d
@@ -204,6 +205,15 @@ def test_test_py_runs_an_onnx_file_like_its_checkpoint(tmp_path: Path) -> None:
     export(checkpoint, tmp_path / "fixed.onnx", "--tile", "32")
     fixed = upscale(tmp_path / "fixed.onnx", image, tmp_path / "fixed")
     assert fixed.shape == expected.shape and psnr_db(fixed, expected) >= 20
+
+
+def test_inspect_model_reads_an_onnx_file_as_test_py_runs_it(tmp_path: Path, logs) -> None:
+    export(save("RRDBNet-x2", tmp_path), tmp_path / "dynamic.onnx", "--dynamic")
+    assert run_program(lambda: inspect_main([str(tmp_path / "dynamic.onnx"), "--check"])) == 0
+    assert "dynamic.onnx: RRDBNet x2" in logs.text and "check: 192x192 -> 384x384" in logs.text
+    assert "parameters" not in logs.text  # the graph holds its weights as constants
+    assert run_program(lambda: inspect_main([str(tmp_path / "dynamic.onnx"), "--param-key", "params"])) == 2
+    assert "is an ONNX file, which holds one network" in error_line(logs)
 
 
 def test_a_fixed_size_too_small_for_the_tiling_is_one_line(

@@ -1,6 +1,6 @@
 """``python codes/scripts/inspect_model.py MODEL [--param-key KEY] [--check]``.
 
-Says what a checkpoint is, as test.py, process_video.py and train.py will see it: the architecture (ours
+Says what a checkpoint (or an exported ONNX file) is, as test.py, process_video.py and train.py will see it: the architecture (ours
 or spandrel's), scale, channels, the size its input must be a multiple of, the precisions it runs in,
 whether it tiles, its parameter count, and the ``networks.generator`` section that builds it again (to
 fine-tune it). ``--check`` also runs it on a small smooth image, whole and in tiles, and reports the
@@ -18,6 +18,7 @@ import torch
 import yaml
 
 from ..fields.convert import to_data
+from ..inference.onnx_model import load_onnx
 from ..inference.tiling import upscale
 from ..networks import LoadedNetwork, load_generator
 from ..networks.saved import read_metadata
@@ -30,7 +31,7 @@ CHECK_SIZE, CHECK_TILE, CHECK_MARGIN = 192, 48, 16
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Say what a model checkpoint is and how esrforge runs it.")
-    parser.add_argument("model", type=Path, help="a .pth or .safetensors checkpoint")
+    parser.add_argument("model", type=Path, help="a .pth or .safetensors checkpoint, or an exported .onnx")
     parser.add_argument("--param-key", help="checkpoint entry holding the weights (default: params_ema, ...)")
     parser.add_argument("--check", action="store_true", help="also run it whole and tiled on a small image")
     return parser.parse_args(argv)
@@ -71,13 +72,23 @@ def log_origin(path: Path, loaded: LoadedNetwork) -> None:
         log.info("%s: saved by esrforge at %s", path, ", ".join(origin))
 
 
+def load(path: Path, key: str | None) -> LoadedNetwork:
+    """The model as test.py loads it: an ONNX file in onnxruntime (which logs what it is), else a checkpoint."""
+    if path.suffix.lower() != ".onnx":
+        return load_generator(path, key=key)
+    if key is not None:
+        raise ValueError(f"--param-key: {path} is an ONNX file, which holds one network")
+    return load_onnx(path)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    loaded = load_generator(args.model, key=args.param_key)
+    loaded = load(args.model, args.param_key)
     loaded.module.eval()
     log_origin(args.model, loaded)
     parameters = sum(p.numel() for p in loaded.module.parameters())
-    log.info("%s: %s parameters", args.model, f"{parameters:,}")
+    if parameters:  # an ONNX graph holds its weights as constants
+        log.info("%s: %s parameters", args.model, f"{parameters:,}")
     section = yaml.safe_dump({"networks": {"generator": to_data(loaded.options)}}, sort_keys=False)
     log.info("the config section that builds it (to fine-tune it with path.pretrain_model_generator):")
     for line in section.rstrip().splitlines():
