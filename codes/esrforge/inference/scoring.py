@@ -13,7 +13,6 @@ from tqdm import tqdm
 
 from ..data.base import ValDatasetOptions, build_dataset
 from ..data.loader import make_val_loader
-from ..logs import first_line
 from ..metrics.base import Metric
 from ..networks.base import Description
 from .tiling import TileOptions, Upscaler
@@ -62,24 +61,15 @@ def score_set(
         lq, hq = sample["lq"].to(device), sample["hq"].to(device)
         sr = upscaler(lq[0]).to(device)[None].clamp(0, 1)
         scored = (luma(sr), hq[:, :1]) if bool(sample["grey"].all()) else (sr, hq)
-        values = [_scored(metric, scored, f"{label}: {', '.join(sample['name'])}") for metric in metrics]
+        try:
+            values = [metric(*scored).sum() for metric in metrics]
+        except ValueError as error:  # an image a metric cannot score (too small for its crop or network)
+            raise ValueError(f"{label}: {', '.join(sample['name'])}: {error}") from None
         sums += torch.stack([*values, torch.tensor(float(len(sr)), dtype=torch.float64, device=device)])
         if on_image is not None:
             on_image(index, sample, sr)
     model.train(was_training)
     return sums
-
-
-def _scored(metric: Metric[Any], images: tuple[Tensor, Tensor], where: str) -> Tensor:
-    """``metric``'s sum over the batch; an image it cannot score (too small for its crop border, window
-    or network) is a ValueError naming ``where`` and the metric."""
-    try:
-        return metric(*images).sum()
-    except torch.OutOfMemoryError:
-        raise
-    except (ValueError, RuntimeError) as error:
-        message = str(error) if str(error).startswith(metric.name) else f"{metric.name}: {first_line(error)}"
-        raise ValueError(f"{where}: {message}") from None
 
 
 def luma(rgb: Tensor) -> Tensor:

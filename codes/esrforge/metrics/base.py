@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from ..fields import option, require
+from ..logs import first_line
 from ..registry import Registry, unknown_name_message
 
 METRICS: Registry[Metric[Any]] = Registry("metric")
@@ -84,7 +85,13 @@ class Metric(nn.Module, Generic[OptionsT]):
         sr, hq = (quantize(x) for x in (sr, hq))
         if c:
             sr, hq = sr[..., c:-c, c:-c], hq[..., c:-c, c:-c]
-        return self.measure(sr, hq).reshape(-1).to(torch.float64)
+        try:
+            values = self.measure(sr, hq)
+        except torch.OutOfMemoryError:
+            raise
+        except RuntimeError as error:  # a network that cannot take this size (LPIPS's AlexNet, tiny images)
+            raise ValueError(f"{self.name}: {first_line(error)}") from None
+        return values.reshape(-1).to(torch.float64)
 
     def better(self, value: float, than: float) -> bool:
         """Whether ``value`` is a better score than ``than``."""
